@@ -1,0 +1,1 @@
+//! Well-known keys of cloneset (filled in by the cloneset API work).

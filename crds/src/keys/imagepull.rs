@@ -1,0 +1,1 @@
+//! Well-known keys of imagepull (filled in by the imagepull API work).

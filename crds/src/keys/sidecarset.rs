@@ -1,0 +1,1 @@
+//! Well-known keys of sidecarset (filled in by the sidecarset API work).
