@@ -47,14 +47,26 @@ pub fn preserve_unknown_list(_: &mut schemars::SchemaGenerator) -> schemars::Sch
     })
 }
 
-/// Schema of an `IntOrString` that must be an integer or a percentage like `20%`.
+/// Pattern a string `IntOrString` must match where OpenKruise takes "an int or a percentage"
+/// (OpenKruise's own check is `^[0-9]+%$`, and its scaling parses the digits with `Atoi`).
+pub const PERCENT_PATTERN: &str = "^[0-9]+%$";
+
+/// Schema of an `IntOrString` that must be an integer or a percentage like `20%`. (kube's structural
+/// rewrite strips `type` out of `anyOf` branches, so the percentage is checked with a bare `pattern`,
+/// which the API server applies to strings only.)
 pub fn int_or_percent(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "x-kubernetes-int-or-string": true,
-        "anyOf": [
-            { "type": "integer" },
-            { "type": "string", "pattern": "^(0|[1-9][0-9]*)%$" }
-        ]
+        "pattern": PERCENT_PATTERN
+    })
+}
+
+/// [`int_or_percent`] whose integer form must not be negative.
+pub fn non_negative_int_or_percent(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "minimum": 0,
+        "pattern": PERCENT_PATTERN
     })
 }
 

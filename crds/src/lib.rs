@@ -10,11 +10,13 @@ pub mod imagepull;
 pub mod keys;
 pub mod sidecarset;
 
-
 pub use cloneset::*;
 pub use common::*;
 pub use imagepull::*;
 pub use sidecarset::*;
+
+/// Every CRD kruise-rs serves (see [`crdgen::all`]).
+pub use crdgen::all as crds;
 
 /// The API group served.
 pub const GROUP: &str = "apps.kruise.io";

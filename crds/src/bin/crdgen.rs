@@ -16,7 +16,10 @@ fn main() -> anyhow::Result<()> {
         for f in &bad {
             eprintln!("drifted: {}", f.display());
         }
-        anyhow::bail!("{} CRD file(s) drifted: run `cargo run -p kruise-crds --bin crdgen`", bad.len());
+        anyhow::bail!(
+            "{} CRD file(s) drifted: run `cargo run -p kruise-crds --bin crdgen`",
+            bad.len()
+        );
     }
     for (rel, text) in kruise_crds::crdgen::files()? {
         let path = root.join(&rel);

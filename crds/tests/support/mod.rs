@@ -16,7 +16,9 @@ pub fn yaml_docs(text: &str) -> Vec<Value> {
 
 /// Reads `crds/tests/fixtures/<name>`.
 pub fn fixture(name: &str) -> String {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -33,19 +35,33 @@ pub fn assert_round_trip<T: Serialize + DeserializeOwned>(doc: &Value) -> T {
 /// The OpenAPI v3 schema of the served version of `crd`, as a JSON-schema document.
 pub fn schema_of(crd: &CustomResourceDefinition) -> Value {
     let v = crd.spec.versions.iter().find(|v| v.served).unwrap();
-    serde_json::to_value(v.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap()
+    serde_json::to_value(
+        v.schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 /// Errors the schema of `crd` reports for `doc` (empty when it accepts it).
 pub fn schema_errors(crd: &CustomResourceDefinition, doc: &Value) -> Vec<String> {
     let validator = jsonschema::draft4::new(&schema_of(crd)).unwrap();
-    validator.iter_errors(doc).map(|e| format!("{} at {}", e, e.instance_path())).collect()
+    validator
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
 }
 
 /// Panics unless the schema of `crd` accepts `doc`.
 pub fn assert_schema_accepts(crd: &CustomResourceDefinition, doc: &Value) {
     let errs = schema_errors(crd, doc);
-    assert!(errs.is_empty(), "schema refused a valid object: {errs:#?}\n{doc:#}");
+    assert!(
+        errs.is_empty(),
+        "schema refused a valid object: {errs:#?}\n{doc:#}"
+    );
 }
 
 /// Panics unless the schema of `crd` refuses `doc` with an error at `path` (a JSON pointer such as
@@ -61,6 +77,7 @@ pub fn assert_schema_refuses(crd: &CustomResourceDefinition, doc: &Value, path: 
 /// A copy of `doc` with the value at JSON pointer `path` replaced by `value`.
 pub fn with(doc: &Value, path: &str, value: Value) -> Value {
     let mut d = doc.clone();
-    *d.pointer_mut(path).unwrap_or_else(|| panic!("no {path} in fixture")) = value;
+    *d.pointer_mut(path)
+        .unwrap_or_else(|| panic!("no {path} in fixture")) = value;
     d
 }
