@@ -1,3 +1,5 @@
 //! kruise-manager: the controllers of the `apps.kruise.io` kinds. Each kind lives in its own module,
 //! reconciled as `observe → plan (pure) → apply (thin)`.
 #![forbid(unsafe_code)]
+
+pub mod manager;

@@ -1,5 +1,6 @@
-//! `kruise-manager`: controllers + admission webhook. The controllers and the webhook arrive with their
-//! issues; until then this binary says so and exits non-zero rather than pretending to work.
+//! `kruise-manager`: controllers + admission webhook. Today it only connects to the cluster, checks
+//! that the kruise-rs CRDs are served, and answers `/healthz` and `/readyz`; the controllers and the
+//! webhook arrive with their issues.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -8,9 +9,23 @@ use clap::Parser;
 /// NodeImage, CloneSet).
 #[derive(Parser, Debug)]
 #[command(version, about)]
-struct Args {}
+struct Args {
+    /// Kubeconfig to use; in-cluster config or $KUBECONFIG when absent.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Address of the health endpoints (`/healthz`, `/readyz`).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    health_addr: std::net::SocketAddr,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
-    anyhow::bail!("kruise-manager: no controller is implemented yet")
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    kruise_controllers::manager::run(args.kubeconfig, args.health_addr).await
 }

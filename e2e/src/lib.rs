@@ -1,3 +1,229 @@
-//! Helpers for the e2e tests: a client from `e2e/cluster env`, temporary namespaces, waiting on
-//! conditions with a deadline. Tests live in `e2e/tests/`.
+//! Helpers for the e2e tests: the cluster's facts from `e2e/cluster env`, a client, temporary
+//! namespaces, waiting on conditions with a deadline, and pods placed on the real or a kwok node.
+//! Tests live in `e2e/tests/`. Outside `e2e/cluster test` (or with no cluster up) a test prints why
+//! it is skipped; with `E2E_REQUIRED=1` a missing cluster is a failure instead.
 #![forbid(unsafe_code)]
+
+use anyhow::{Context, Result, anyhow, bail};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config, ResourceExt};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What `e2e/cluster env` says about the running cluster.
+#[derive(Clone, Debug)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// Reads `$E2E_DIR/env` (default `/tmp/kruise-rs-e2e/env`). `Ok(None)` when no cluster is up and
+    /// `E2E_REQUIRED` is not set.
+    pub fn load() -> Result<Option<Env>> {
+        let dir = std::env::var("E2E_DIR").unwrap_or_else(|_| "/tmp/kruise-rs-e2e".into());
+        let path = PathBuf::from(dir).join("env");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if std::env::var_os("E2E_REQUIRED").is_some() => {
+                bail!(
+                    "E2E_REQUIRED is set but {} cannot be read: {e}",
+                    path.display()
+                )
+            }
+            Err(_) => return Ok(None),
+        };
+        let vars = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), unquote(v)))
+            .collect();
+        Ok(Some(Env { vars }))
+    }
+
+    /// A variable, or an error naming it.
+    pub fn get(&self, key: &str) -> Result<&str> {
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("{key} missing from e2e/cluster env"))
+    }
+
+    /// A comma-separated variable as a list (empty when unset or empty).
+    pub fn list(&self, key: &str) -> Vec<String> {
+        self.vars
+            .get(key)
+            .map(|v| {
+                v.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The tier the cluster runs: `kwok`, `cri` or `kubelet`.
+    pub fn tier(&self) -> &str {
+        self.vars
+            .get("E2E_TIER")
+            .map(String::as_str)
+            .unwrap_or("kwok")
+    }
+
+    /// The CRI endpoints (`unix://…`), one per CRI node, in `E2E_CRI_NODES` order.
+    pub fn cri_endpoints(&self) -> Vec<String> {
+        (0..)
+            .map_while(|i| self.vars.get(&format!("E2E_CRI_ENDPOINT_{i}")).cloned())
+            .collect()
+    }
+
+    /// A client for the cluster's admin kubeconfig.
+    pub async fn client(&self) -> Result<Client> {
+        let kc = Kubeconfig::read_from(self.get("KUBECONFIG")?)?;
+        let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        Ok(Client::try_from(cfg)?)
+    }
+}
+
+/// `e2e/cluster env` prints values through bash's `printf %q`; undo the simple cases it produces.
+fn unquote(v: &str) -> String {
+    if let Some(inner) = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+        return inner.to_string();
+    }
+    let mut out = String::new();
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Loads the env or prints why the calling test is skipped; `None` means "return now".
+pub fn env_or_skip(test: &str) -> Option<Env> {
+    match Env::load() {
+        Ok(Some(env)) => Some(env),
+        Ok(None) => {
+            eprintln!("SKIP {test}: no e2e cluster is up (run it through `e2e/cluster test`)");
+            None
+        }
+        Err(e) => panic!("{test}: {e:#}"),
+    }
+}
+
+/// Runs `f` in a fresh namespace `e2e-<prefix>-<random>` that is deleted afterwards, even if `f`
+/// fails.
+pub async fn with_temp_ns<F, Fut, T>(client: &Client, prefix: &str, f: F) -> Result<T>
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let name = format!("e2e-{prefix}-{:08x}", rand_u32());
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some(name.clone());
+    ns.metadata.labels = Some([("kruise-rs.e2e/temp".to_string(), "true".to_string())].into());
+    nss.create(&PostParams::default(), &ns)
+        .await
+        .context("create namespace")?;
+    let res = f(client.clone(), name.clone()).await;
+    let _ = nss.delete(&name, &DeleteParams::background()).await;
+    res
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish() as u32
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, or fails after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(anyhow!(
+                "timed out after {timeout:?} waiting for {what}{}",
+                last_err
+                    .map(|e| format!(" (last error: {e:#})"))
+                    .unwrap_or_default()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A pod running `image` pinned to `node` (kwok pods tolerate kwok's taints; none are set here).
+pub fn pod_on_node(name: &str, node: &str, image: &str, host_network: bool) -> Pod {
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name, "labels": { "app": name } },
+        "spec": {
+            "nodeName": node,
+            "hostNetwork": host_network,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{ "name": "main", "image": image, "imagePullPolicy": "IfNotPresent" }]
+        }
+    });
+    // The literal above is a valid Pod.
+    #[allow(clippy::unwrap_used)]
+    serde_json::from_value(pod).unwrap()
+}
+
+/// Waits until the pod is Running with every container started, and returns it.
+pub async fn wait_running(pods: &Api<Pod>, name: &str, timeout: Duration) -> Result<Pod> {
+    wait_for(&format!("pod {name} Running"), timeout, || async {
+        let p = pods.get(name).await?;
+        let st = p.status.clone().unwrap_or_default();
+        let started = st.container_statuses.as_ref().is_some_and(|cs| {
+            !cs.is_empty()
+                && cs
+                    .iter()
+                    .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        });
+        Ok((st.phase.as_deref() == Some("Running") && started).then_some(p))
+    })
+    .await
+}
+
+/// The `imageID` of container `container` of `pod`, if reported.
+pub fn image_id(pod: &Pod, container: &str) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == container)
+        .map(|c| c.image_id.clone())
+        .filter(|s| !s.is_empty())
+}
+
+/// Name of the object, for messages.
+pub fn name_of<K: ResourceExt>(o: &K) -> String {
+    o.name_any()
+}

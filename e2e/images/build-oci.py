@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Builds the e2e test images as OCI layouts from the host's busybox-static, with no container engine.
+
+usage: build-oci.py OUT_DIR
+
+Writes OUT_DIR/<name>/ (an OCI image layout, one tag each) for:
+  sleeper:v1, sleeper:v2  busybox; the tags differ in /etc/kruise-rs-version, so their digests differ
+  pause:3.10              busybox running `sleep inf` (containerd's sandbox image)
+  empty:v1                the hot-upgrade "empty" image: sleeps forever, does nothing else
+  big:v1                  busybox plus ~50 MB of incompressible data, for pull benchmarks
+Layers are deterministic (fixed mtimes, gzip without timestamps), so digests are stable across runs.
+"""
+import gzip, hashlib, io, json, os, subprocess, sys, tarfile
+
+BUSYBOX = "/bin/busybox"
+
+
+def tar_layer(entries):
+    """entries: list of (path, kind, data_or_target, mode). Returns (gzipped bytes, diff_id)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for path, kind, data, mode in entries:
+            ti = tarfile.TarInfo(path)
+            ti.mtime, ti.uid, ti.gid, ti.mode = 0, 0, 0, mode
+            if kind == "dir":
+                ti.type = tarfile.DIRTYPE
+                t.addfile(ti)
+            elif kind == "link":
+                ti.type, ti.linkname = tarfile.SYMTYPE, data
+                t.addfile(ti)
+            else:
+                ti.size = len(data)
+                t.addfile(ti, io.BytesIO(data))
+    raw_bytes = raw.getvalue()
+    gz = io.BytesIO()
+    with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0, compresslevel=6) as g:
+        g.write(raw_bytes)
+    return gz.getvalue(), "sha256:" + hashlib.sha256(raw_bytes).hexdigest()
+
+
+def busybox_entries(version):
+    bb = open(BUSYBOX, "rb").read()
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    e = [("bin", "dir", None, 0o755), ("etc", "dir", None, 0o755), ("tmp", "dir", None, 0o1777),
+         ("bin/busybox", "file", bb, 0o755)]
+    e += [(f"bin/{a}", "link", "busybox", 0o777) for a in sorted(set(applets)) if a != "busybox"]
+    e += [("etc/passwd", "file", b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n", 0o644),
+          ("etc/group", "file", b"root:x:0:\nnobody:x:65534:\n", 0o644),
+          ("etc/kruise-rs-version", "file", version.encode() + b"\n", 0o644)]
+    return e
+
+
+def write_blob(out, data):
+    d = hashlib.sha256(data).hexdigest()
+    os.makedirs(os.path.join(out, "blobs", "sha256"), exist_ok=True)
+    with open(os.path.join(out, "blobs", "sha256", d), "wb") as f:
+        f.write(data)
+    return "sha256:" + d, len(data)
+
+
+def image(out, tag, layers, entrypoint, labels):
+    os.makedirs(out, exist_ok=True)
+    descs, diff_ids = [], []
+    for data, diff_id in layers:
+        dg, size = write_blob(out, data)
+        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": dg, "size": size})
+        diff_ids.append(diff_id)
+    config = {"architecture": "amd64", "os": "linux",
+              "config": {"Entrypoint": entrypoint, "Env": ["PATH=/bin"], "WorkingDir": "/", "Labels": labels},
+              "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    cdg, csize = write_blob(out, json.dumps(config, sort_keys=True).encode())
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdg, "size": csize},
+                "layers": descs}
+    mdg, msize = write_blob(out, json.dumps(manifest, sort_keys=True).encode())
+    index_path = os.path.join(out, "index.json")
+    index = json.load(open(index_path)) if os.path.exists(index_path) else {"schemaVersion": 2, "manifests": []}
+    index["manifests"] = [m for m in index["manifests"]
+                          if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != tag]
+    index["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdg,
+                               "size": msize, "annotations": {"org.opencontainers.image.ref.name": tag}})
+    json.dump(index, open(index_path, "w"), sort_keys=True)
+    json.dump({"imageLayoutVersion": "1.0.0"}, open(os.path.join(out, "oci-layout"), "w"))
+    print(f"{os.path.basename(out)}:{tag} {mdg}")
+
+
+def main():
+    out = sys.argv[1]
+    base = {}
+    for v in ("v1", "v2"):
+        base[v] = tar_layer(busybox_entries(v))
+    sleep = ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    image(os.path.join(out, "sleeper"), "v1", [base["v1"]], sleep, {"kruise-rs.test/version": "v1"})
+    image(os.path.join(out, "sleeper"), "v2", [base["v2"]], sleep, {"kruise-rs.test/version": "v2"})
+    image(os.path.join(out, "pause"), "3.10", [base["v1"]], ["/bin/sleep", "inf"], {})
+    image(os.path.join(out, "empty"), "v1", [base["v1"]], ["/bin/sleep", "inf"], {"kruise-rs.test/role": "empty"})
+    # ~50 MB that gzip cannot shrink: a SHA-256 counter stream (deterministic, incompressible)
+    chunks, h = [], b"kruise-rs"
+    for i in range((50 << 20) // 32):
+        h = hashlib.sha256(h + i.to_bytes(4, "little")).digest()
+        chunks.append(h)
+    big = tar_layer([("data", "dir", None, 0o755), ("data/blob", "file", b"".join(chunks), 0o644)])
+    image(os.path.join(out, "big"), "v1", [base["v1"], big], sleep, {"kruise-rs.test/role": "big"})
+
+
+if __name__ == "__main__":
+    main()
