@@ -2,4 +2,7 @@
 //! reconciled as `observe → plan (pure) → apply (thin)`.
 #![forbid(unsafe_code)]
 
+pub mod cloneset;
+pub mod imagepull;
 pub mod manager;
+pub mod sidecarset;

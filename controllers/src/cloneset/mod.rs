@@ -1,0 +1,1 @@
+//! cloneset controller (being written).

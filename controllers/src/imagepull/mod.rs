@@ -1,0 +1,1 @@
+//! imagepull controller (being written).

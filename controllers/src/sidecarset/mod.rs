@@ -1,0 +1,1 @@
+//! sidecarset controller (being written).

@@ -1,0 +1,1 @@
+//! cloneset admission (being written).

@@ -1,0 +1,1 @@
+//! imagepull admission (being written).

@@ -1,0 +1,1 @@
+//! sidecarset admission (being written).
