@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cloneset;
+pub mod controllers;
 pub mod imagepull;
 pub mod manager;
 pub mod sidecarset;

@@ -1,22 +1,8 @@
-//! `kruise-manager`: controllers + admission webhook. Today it only connects to the cluster, checks
-//! that the kruise-rs CRDs are served, and answers `/healthz` and `/readyz`; the controllers and the
-//! webhook arrive with their issues.
+//! `kruise-manager`: the controllers and the admission webhook of kruise-rs.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-
-/// kruise-manager: serves the apps.kruise.io API (SidecarSet, ImagePullJob, ImageListPullJob,
-/// NodeImage, CloneSet).
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Args {
-    /// Kubeconfig to use; in-cluster config or $KUBECONFIG when absent.
-    #[arg(long, env = "KUBECONFIG")]
-    kubeconfig: Option<std::path::PathBuf>,
-    /// Address of the health endpoints (`/healthz`, `/readyz`).
-    #[arg(long, default_value = "127.0.0.1:8000")]
-    health_addr: std::net::SocketAddr,
-}
+use kruise_controllers::manager::{Args, run};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -27,5 +13,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    kruise_controllers::manager::run(args.kubeconfig, args.health_addr).await
+    // One TLS crypto provider for the whole process (kube's client and the webhook server).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    run(args).await
 }

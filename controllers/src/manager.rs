@@ -1,19 +1,74 @@
-//! Wiring of kruise-manager: client, CRD check, health endpoints, shutdown on SIGTERM/SIGINT.
-//! No controller runs yet.
+//! Wiring of kruise-manager: flags, client, the admission webhook, the controllers, health
+//! endpoints, and shutdown on SIGTERM/SIGINT. Controllers and webhook live in their own modules and
+//! crates; this module only starts them.
 
 use anyhow::{Context, Result};
+use axum::http::StatusCode;
 use axum::{Router, routing::get};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kruise_webhook::configuration::Endpoint;
+use kruise_webhook::server::Readiness;
 use kube::{Api, Client, Config, config::KubeConfigOptions, config::Kubeconfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use tokio::sync::watch;
+
+/// kruise-manager: serves the apps.kruise.io API (SidecarSet, ImagePullJob, ImageListPullJob,
+/// NodeImage, CloneSet).
+#[derive(clap::Parser, Debug, Clone)]
+#[command(version, about)]
+pub struct Args {
+    /// Kubeconfig to use; in-cluster config or $KUBECONFIG when absent.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The suite's namespace (webhook certificate Secret, SidecarSet revisions).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kruise-system")]
+    pub namespace: String,
+    /// Address of `/healthz` and `/readyz`.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub health_addr: SocketAddr,
+    /// Do not run the admission webhook.
+    #[arg(long)]
+    pub disable_webhook: bool,
+    /// Address the webhook's HTTPS server binds.
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    pub webhook_bind: SocketAddr,
+    /// Base URL the API server calls (`https://127.0.0.1:9443`); when absent, the Service below.
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// Name of the webhook Service.
+    #[arg(long, default_value = "kruise-webhook-service")]
+    pub webhook_service_name: String,
+    /// Port of the webhook Service.
+    #[arg(long, default_value_t = 443)]
+    pub webhook_service_port: i32,
+    /// Externally provided CA (PEM); with --webhook-cert and --webhook-key nothing is generated.
+    #[arg(long, requires_all = ["webhook_cert", "webhook_key"])]
+    pub webhook_ca: Option<String>,
+    /// Externally provided serving certificate (PEM).
+    #[arg(long, requires = "webhook_ca")]
+    pub webhook_cert: Option<String>,
+    /// Externally provided serving key (PEM).
+    #[arg(long, requires = "webhook_ca")]
+    pub webhook_key: Option<String>,
+    /// Name of the Secret holding generated webhook certificates.
+    #[arg(long, default_value = "kruise-webhook-certs")]
+    pub webhook_secret_name: String,
+    /// `Fail` (default) or `Ignore`: what the API server does with a matching pod when the webhook
+    /// cannot be reached.
+    #[arg(long, default_value = "Fail", value_parser = ["Fail", "Ignore"])]
+    pub pod_failure_policy: String,
+    /// Namespaces never injected (besides kube-system, kube-public, kube-node-lease and our own).
+    #[arg(long = "exclude-namespace")]
+    pub exclude_namespaces: Vec<String>,
+}
 
 /// Builds a client from `kubeconfig`, or from the environment when `None`.
-pub async fn client(kubeconfig: Option<PathBuf>) -> Result<Client> {
+pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client> {
     let cfg = match kubeconfig {
         Some(path) => {
             let kc =
-                Kubeconfig::read_from(&path).with_context(|| format!("read {}", path.display()))?;
+                Kubeconfig::read_from(path).with_context(|| format!("read {}", path.display()))?;
             Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
         }
         None => Config::infer().await?,
@@ -21,10 +76,50 @@ pub async fn client(kubeconfig: Option<PathBuf>) -> Result<Client> {
     Ok(Client::try_from(cfg)?)
 }
 
+fn webhook_config(args: &Args) -> kruise_webhook::runtime::Config {
+    let endpoint = match &args.webhook_url {
+        Some(url) => Endpoint::Url(url.clone()),
+        None => Endpoint::Service {
+            namespace: args.namespace.clone(),
+            name: args.webhook_service_name.clone(),
+            port: args.webhook_service_port,
+        },
+    };
+    let svc = format!("{}.{}.svc", args.webhook_service_name, args.namespace);
+    let mut hosts = vec![svc.clone(), format!("{svc}.cluster.local")];
+    if let Some(url) = &args.webhook_url {
+        let host = url
+            .split("://")
+            .nth(1)
+            .unwrap_or(url)
+            .split(['/', ':'])
+            .next()
+            .unwrap_or_default();
+        if !host.is_empty() {
+            hosts.insert(0, host.to_string());
+        }
+    }
+    let external_certs = match (&args.webhook_ca, &args.webhook_cert, &args.webhook_key) {
+        (Some(ca), Some(c), Some(k)) => Some((ca.clone(), c.clone(), k.clone())),
+        _ => None,
+    };
+    kruise_webhook::runtime::Config {
+        bind: args.webhook_bind,
+        endpoint,
+        namespace: args.namespace.clone(),
+        secret_name: args.webhook_secret_name.clone(),
+        hosts,
+        external_certs,
+        pod_failure_policy: args.pod_failure_policy.clone(),
+        excluded_namespaces: args.exclude_namespaces.clone(),
+        manage_configurations: true,
+    }
+}
+
 /// Runs the manager until SIGTERM or SIGINT.
-pub async fn run(kubeconfig: Option<PathBuf>, health_addr: SocketAddr) -> Result<()> {
-    let client = client(kubeconfig).await?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client);
+pub async fn run(args: Args) -> Result<()> {
+    let client = client(args.kubeconfig.as_ref()).await?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut missing = Vec::new();
     for crd in kruise_crds::crdgen::all() {
         let name = crd.metadata.name.unwrap_or_default();
@@ -32,26 +127,83 @@ pub async fn run(kubeconfig: Option<PathBuf>, health_addr: SocketAddr) -> Result
             missing.push(name);
         }
     }
-    if missing.is_empty() {
-        tracing::info!("all kruise-rs CRDs are served; no controller is implemented yet");
-    } else {
-        tracing::warn!(
-            ?missing,
-            "kruise-rs CRDs missing: apply crds/manifests/ with --server-side"
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "kruise-rs CRDs missing: {missing:?}; apply crds/manifests/ with --server-side"
         );
     }
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind(health_addr)
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let ready = Readiness::default();
+    let mut tasks = tokio::task::JoinSet::new();
+
+    if args.disable_webhook {
+        ready.set_ready();
+    } else {
+        let cfg = webhook_config(&args);
+        let (c, r, s) = (client.clone(), ready.clone(), stopped());
+        tasks.spawn(async move {
+            kruise_webhook::runtime::run(c, cfg, r, None, s)
+                .await
+                .context("webhook")
+        });
+    }
+    crate::controllers::spawn_all(&mut tasks, client.clone(), &args, &stopped);
+
+    let health = {
+        let ready = ready.clone();
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let ready = ready.clone();
+                    async move {
+                        if ready.is_ready() {
+                            (StatusCode::OK, "ok")
+                        } else {
+                            (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                        }
+                    }
+                }),
+            )
+    };
+    let listener = tokio::net::TcpListener::bind(args.health_addr)
         .await
-        .with_context(|| format!("bind {health_addr}"))?;
-    tracing::info!(%health_addr, "serving health endpoints");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        .with_context(|| format!("bind {}", args.health_addr))?;
+    let health_stop = stopped();
+    tasks.spawn(async move {
+        axum::serve(listener, health)
+            .with_graceful_shutdown(health_stop)
+            .await
+            .context("health server")
+    });
+    tracing::info!(health_addr = %args.health_addr, "kruise-manager started");
+
+    let result = tokio::select! {
+        _ = shutdown_signal() => Ok(()),
+        Some(done) = tasks.join_next() => match done {
+            Ok(Ok(())) => Err(anyhow::anyhow!("a component stopped unexpectedly")),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow::anyhow!("a component panicked: {e}")),
+        },
+    };
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(20), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("components did not stop within 20 s");
+    }
     tracing::info!("shut down");
-    Ok(())
+    result
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -5,7 +5,12 @@
 //! HTTP handlers around them are thin.
 #![forbid(unsafe_code)]
 
+pub mod certs;
 pub mod cloneset;
+pub mod configuration;
 pub mod field;
+pub mod handlers;
 pub mod imagepull;
+pub mod runtime;
+pub mod server;
 pub mod sidecarset;

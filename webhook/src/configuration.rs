@@ -1,0 +1,460 @@
+//! The webhook configurations kruise-manager keeps in the cluster: which paths are called for which
+//! kinds, with which `caBundle`, and — decision 1 of the spec — a pod webhook whose `matchConditions`
+//! are the union of all SidecarSets' pod selectors, so the API server never calls us (and a manager
+//! outage never blocks) for pods no SidecarSet can select.
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations,
+    ServiceReference, ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use kruise_crds::SidecarSet;
+
+/// Name of the MutatingWebhookConfiguration kruise-rs owns.
+pub const MUTATING_CONFIGURATION: &str = "kruise-rs-mutating-webhook-configuration";
+/// Name of the ValidatingWebhookConfiguration kruise-rs owns.
+pub const VALIDATING_CONFIGURATION: &str = "kruise-rs-validating-webhook-configuration";
+/// Name of the pod webhook's match condition.
+pub const POD_MATCH_CONDITION: &str = "kruise-rs-sidecarset-selectors";
+/// Longest CEL expression we put in `matchConditions`; beyond it we call for every pod.
+pub const MAX_EXPRESSION_LEN: usize = 32 * 1024;
+/// Namespaces the pod webhook never sees, besides the suite's own.
+pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
+/// How the API server reaches the webhook.
+#[derive(Clone, Debug)]
+pub enum Endpoint {
+    /// `https://host:port` (e.g. the e2e cluster's `https://127.0.0.1:9443`); the path is appended.
+    Url(String),
+    /// A Service in the cluster.
+    Service {
+        /// Service namespace.
+        namespace: String,
+        /// Service name.
+        name: String,
+        /// Service port.
+        port: i32,
+    },
+}
+
+/// Everything the configurations depend on besides the SidecarSets.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where the webhook is.
+    pub endpoint: Endpoint,
+    /// PEM of the CA that signed the serving certificate.
+    pub ca_bundle: String,
+    /// `Fail` or `Ignore` for the pod webhook (the others always `Fail`).
+    pub pod_failure_policy: String,
+    /// The suite's own namespace (never injected).
+    pub suite_namespace: String,
+    /// More namespaces to exclude from injection.
+    pub excluded_namespaces: Vec<String>,
+}
+
+/// The pod webhook's match condition for a set of SidecarSets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodMatch {
+    /// The CEL expression.
+    pub expression: String,
+    /// True when the union could not be expressed and every pod is sent to the webhook.
+    pub fallback: Option<String>,
+}
+
+fn cel_str(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+const HAS_LABELS: &str = "has(object.metadata.labels)";
+const LABELS: &str = "object.metadata.labels";
+
+fn requirement(r: &LabelSelectorRequirement) -> Result<String, String> {
+    let k = cel_str(&r.key);
+    let list = || {
+        let vals: Vec<String> = r.values.iter().flatten().map(|v| cel_str(v)).collect();
+        format!("[{}]", vals.join(", "))
+    };
+    Ok(match r.operator.as_str() {
+        "In" => format!(
+            "({HAS_LABELS} && {k} in {LABELS} && {LABELS}[{k}] in {})",
+            list()
+        ),
+        "NotIn" => format!(
+            "(!{HAS_LABELS} || !({k} in {LABELS}) || !({LABELS}[{k}] in {}))",
+            list()
+        ),
+        "Exists" => format!("({HAS_LABELS} && {k} in {LABELS})"),
+        "DoesNotExist" => format!("(!{HAS_LABELS} || !({k} in {LABELS}))"),
+        other => return Err(format!("selector operator {other:?} cannot be expressed")),
+    })
+}
+
+/// The CEL of one label selector; `None` for an empty selector, which selects no pod.
+pub fn selector_cel(sel: &LabelSelector) -> Result<Option<String>, String> {
+    let mut terms = Vec::new();
+    for (k, v) in sel.match_labels.iter().flatten() {
+        let k = cel_str(k);
+        terms.push(format!(
+            "({HAS_LABELS} && {k} in {LABELS} && {LABELS}[{k}] == {})",
+            cel_str(v)
+        ));
+    }
+    for r in sel.match_expressions.iter().flatten() {
+        terms.push(requirement(r)?);
+    }
+    Ok((!terms.is_empty()).then(|| terms.join(" && ")))
+}
+
+/// The union of the pod selectors of the SidecarSets that inject (paused ones do not). A SidecarSet
+/// with the v1alpha1 `namespace` field only matches pods of that namespace.
+pub fn pod_match(sidecarsets: &[SidecarSet]) -> PodMatch {
+    let mut parts: Vec<String> = Vec::new();
+    for ss in sidecarsets {
+        let paused = ss
+            .spec
+            .injection_strategy
+            .as_ref()
+            .and_then(|i| i.paused)
+            .unwrap_or(false);
+        if paused {
+            continue;
+        }
+        let Some(sel) = ss.spec.selector.as_ref() else {
+            continue;
+        };
+        match selector_cel(sel) {
+            Ok(Some(mut cel)) => {
+                if let Some(ns) = ss.spec.namespace.as_deref().filter(|n| !n.is_empty()) {
+                    cel = format!("request.namespace == {} && {cel}", cel_str(ns));
+                }
+                parts.push(format!("({cel})"));
+            }
+            Ok(None) => {}
+            Err(why) => {
+                let name = ss.metadata.name.clone().unwrap_or_default();
+                return PodMatch {
+                    expression: "true".into(),
+                    fallback: Some(format!("SidecarSet {name}: {why}")),
+                };
+            }
+        }
+    }
+    parts.sort();
+    parts.dedup();
+    if parts.is_empty() {
+        return PodMatch {
+            expression: "false".into(),
+            fallback: None,
+        };
+    }
+    let expression = parts.join(" || ");
+    if expression.len() > MAX_EXPRESSION_LEN {
+        return PodMatch {
+            expression: "true".into(),
+            fallback: Some(format!(
+                "the union of {} SidecarSet selectors is {} characters of CEL (limit {MAX_EXPRESSION_LEN})",
+                parts.len(),
+                expression.len()
+            )),
+        };
+    }
+    PodMatch {
+        expression,
+        fallback: None,
+    }
+}
+
+fn client_config(opts: &Options, path: &str) -> WebhookClientConfig {
+    let ca_bundle = Some(ByteString(opts.ca_bundle.clone().into_bytes()));
+    match &opts.endpoint {
+        Endpoint::Url(base) => WebhookClientConfig {
+            url: Some(format!("{}{path}", base.trim_end_matches('/'))),
+            ca_bundle,
+            service: None,
+        },
+        Endpoint::Service {
+            namespace,
+            name,
+            port,
+        } => WebhookClientConfig {
+            service: Some(ServiceReference {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                path: Some(path.to_string()),
+                port: Some(*port),
+            }),
+            ca_bundle,
+            url: None,
+        },
+    }
+}
+
+/// The path a webhook is called on.
+pub fn path_of(cc: &WebhookClientConfig) -> Option<String> {
+    if let Some(s) = &cc.service {
+        return s.path.clone();
+    }
+    let url = cc.url.as_deref()?;
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    rest.find('/').map(|i| rest[i..].to_string())
+}
+
+fn rule(
+    group: &str,
+    version: &str,
+    resource: &str,
+    ops: &[&str],
+    scope: &str,
+) -> RuleWithOperations {
+    RuleWithOperations {
+        api_groups: Some(vec![group.to_string()]),
+        api_versions: Some(vec![version.to_string()]),
+        resources: Some(vec![resource.to_string()]),
+        operations: Some(ops.iter().map(|s| s.to_string()).collect()),
+        scope: Some(scope.to_string()),
+    }
+}
+
+/// The apps.kruise.io kinds with webhooks: (singular, plural, scope).
+pub const KINDS: [(&str, &str, &str); 5] = [
+    ("sidecarset", "sidecarsets", "Cluster"),
+    ("cloneset", "clonesets", "Namespaced"),
+    ("imagepulljob", "imagepulljobs", "Namespaced"),
+    ("imagelistpulljob", "imagelistpulljobs", "Namespaced"),
+    ("nodeimage", "nodeimages", "Cluster"),
+];
+
+/// Mutating path of a kind, as OpenKruise names it.
+pub fn mutate_path(singular: &str) -> String {
+    format!("/mutate-apps-kruise-io-v1alpha1-{singular}")
+}
+
+/// Validating path of a kind, as OpenKruise names it.
+pub fn validate_path(singular: &str) -> String {
+    format!("/validate-apps-kruise-io-v1alpha1-{singular}")
+}
+
+/// The MutatingWebhookConfiguration: the pod webhook plus defaulting of every kind.
+pub fn mutating(opts: &Options, pod_match: &PodMatch) -> MutatingWebhookConfiguration {
+    let mut excluded: Vec<String> = SYSTEM_NAMESPACES.iter().map(|s| s.to_string()).collect();
+    excluded.push(opts.suite_namespace.clone());
+    excluded.extend(opts.excluded_namespaces.iter().cloned());
+    excluded.sort();
+    excluded.dedup();
+    let mut hooks = vec![MutatingWebhook {
+        name: kruise_crds::keys::sidecarset::POD_MUTATING_WEBHOOK_NAME.to_string(),
+        client_config: client_config(
+            opts,
+            kruise_crds::keys::sidecarset::POD_MUTATING_WEBHOOK_PATH,
+        ),
+        rules: Some(vec![rule("", "v1", "pods", &["CREATE"], "Namespaced")]),
+        admission_review_versions: vec!["v1".into()],
+        side_effects: "None".into(),
+        failure_policy: Some(opts.pod_failure_policy.clone()),
+        timeout_seconds: Some(10),
+        reinvocation_policy: Some("Never".into()),
+        namespace_selector: Some(LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: kruise_crds::keys::sidecarset::NAMESPACE_NAME_LABEL.to_string(),
+                operator: "NotIn".into(),
+                values: Some(excluded),
+            }]),
+            match_labels: None,
+        }),
+        match_conditions: Some(vec![MatchCondition {
+            name: POD_MATCH_CONDITION.into(),
+            expression: pod_match.expression.clone(),
+        }]),
+        ..Default::default()
+    }];
+    for (singular, plural, scope) in KINDS {
+        hooks.push(MutatingWebhook {
+            name: format!("m{singular}.kb.io"),
+            client_config: client_config(opts, &mutate_path(singular)),
+            rules: Some(vec![rule(
+                "apps.kruise.io",
+                "v1alpha1",
+                plural,
+                &["CREATE", "UPDATE"],
+                scope,
+            )]),
+            admission_review_versions: vec!["v1".into()],
+            side_effects: "None".into(),
+            failure_policy: Some("Fail".into()),
+            timeout_seconds: Some(10),
+            ..Default::default()
+        });
+    }
+    let mut cfg = MutatingWebhookConfiguration {
+        webhooks: Some(hooks),
+        ..Default::default()
+    };
+    cfg.metadata.name = Some(MUTATING_CONFIGURATION.into());
+    cfg.metadata.labels = Some(
+        [(
+            "app.kubernetes.io/managed-by".to_string(),
+            "kruise-rs".to_string(),
+        )]
+        .into(),
+    );
+    cfg
+}
+
+/// The ValidatingWebhookConfiguration: validation of every kind.
+pub fn validating(opts: &Options) -> ValidatingWebhookConfiguration {
+    let hooks = KINDS
+        .iter()
+        .map(|(singular, plural, scope)| ValidatingWebhook {
+            name: format!("v{singular}.kb.io"),
+            client_config: client_config(opts, &validate_path(singular)),
+            rules: Some(vec![rule(
+                "apps.kruise.io",
+                "v1alpha1",
+                plural,
+                &["CREATE", "UPDATE"],
+                scope,
+            )]),
+            admission_review_versions: vec!["v1".into()],
+            side_effects: "None".into(),
+            failure_policy: Some("Fail".into()),
+            timeout_seconds: Some(10),
+            ..Default::default()
+        })
+        .collect();
+    let mut cfg = ValidatingWebhookConfiguration {
+        webhooks: Some(hooks),
+        ..Default::default()
+    };
+    cfg.metadata.name = Some(VALIDATING_CONFIGURATION.into());
+    cfg.metadata.labels = Some(
+        [(
+            "app.kubernetes.io/managed-by".to_string(),
+            "kruise-rs".to_string(),
+        )]
+        .into(),
+    );
+    cfg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ss(name: &str, spec: serde_json::Value) -> SidecarSet {
+        serde_json::from_value(json!({
+            "apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn no_sidecarset_means_no_pod_is_sent() {
+        assert_eq!(pod_match(&[]).expression, "false");
+        let empty = ss("e", json!({"selector": {}}));
+        let paused = ss(
+            "p",
+            json!({"selector": {"matchLabels": {"a": "b"}}, "injectionStrategy": {"paused": true}}),
+        );
+        assert_eq!(pod_match(&[empty, paused]).expression, "false");
+    }
+
+    #[test]
+    fn selectors_become_cel() {
+        let a = ss("a", json!({"selector": {"matchLabels": {"app": "web"}}}));
+        let b = ss(
+            "b",
+            json!({"namespace": "team", "selector": {"matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["x", "y"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+                {"key": "zone", "operator": "NotIn", "values": ["z'1"]},
+                {"key": "sidecar", "operator": "Exists"}
+            ]}}),
+        );
+        let m = pod_match(&[a, b]);
+        assert_eq!(m.fallback, None);
+        assert_eq!(
+            m.expression,
+            "((has(object.metadata.labels) && 'app' in object.metadata.labels && object.metadata.labels['app'] == 'web')) || \
+             (request.namespace == 'team' && \
+             (has(object.metadata.labels) && 'tier' in object.metadata.labels && object.metadata.labels['tier'] in ['x', 'y']) && \
+             (!has(object.metadata.labels) || !('canary' in object.metadata.labels)) && \
+             (!has(object.metadata.labels) || !('zone' in object.metadata.labels) || !(object.metadata.labels['zone'] in ['z\\'1'])) && \
+             (has(object.metadata.labels) && 'sidecar' in object.metadata.labels))"
+        );
+    }
+
+    #[test]
+    fn inexpressible_union_falls_back_to_all_pods_and_says_why() {
+        let bad = ss(
+            "bad",
+            json!({"selector": {"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}}),
+        );
+        let m = pod_match(&[bad]);
+        assert_eq!(m.expression, "true");
+        assert!(m.fallback.unwrap().contains("SidecarSet bad"));
+        let many: Vec<SidecarSet> = (0..400)
+            .map(|i| {
+                ss(
+                    &format!("s{i}"),
+                    json!({"selector": {"matchLabels": {format!("key-{i}"): "value-long-enough"}}}),
+                )
+            })
+            .collect();
+        let m = pod_match(&many);
+        assert_eq!(m.expression, "true");
+        assert!(m.fallback.unwrap().contains("characters of CEL"));
+    }
+
+    #[test]
+    fn pod_webhook_excludes_system_and_suite_namespaces() {
+        let opts = Options {
+            endpoint: Endpoint::Url("https://127.0.0.1:9443/".into()),
+            ca_bundle: "PEM".into(),
+            pod_failure_policy: "Fail".into(),
+            suite_namespace: "kruise-system".into(),
+            excluded_namespaces: vec!["extra".into()],
+        };
+        let cfg = mutating(&opts, &pod_match(&[]));
+        let hooks = cfg.webhooks.unwrap();
+        let pod = &hooks[0];
+        assert_eq!(pod.name, "mpod.kb.io");
+        assert_eq!(
+            pod.client_config.url.as_deref(),
+            Some("https://127.0.0.1:9443/mutate-pod")
+        );
+        let ns = &pod
+            .namespace_selector
+            .as_ref()
+            .unwrap()
+            .match_expressions
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(ns.operator, "NotIn");
+        assert_eq!(
+            ns.values.as_ref().unwrap(),
+            &[
+                "extra",
+                "kruise-system",
+                "kube-node-lease",
+                "kube-public",
+                "kube-system"
+            ]
+            .map(String::from)
+        );
+        assert_eq!(
+            pod.match_conditions.as_ref().unwrap()[0].expression,
+            "false"
+        );
+        assert_eq!(hooks.len(), 1 + KINDS.len());
+        assert!(hooks.iter().any(|h| h.client_config.url.as_deref()
+            == Some("https://127.0.0.1:9443/mutate-apps-kruise-io-v1alpha1-cloneset")));
+        assert_eq!(path_of(&pod.client_config).as_deref(), Some("/mutate-pod"));
+        let v = validating(&opts).webhooks.unwrap();
+        assert!(v.iter().any(|h| h.name == "vsidecarset.kb.io"
+            && h.client_config.url.as_deref()
+                == Some("https://127.0.0.1:9443/validate-apps-kruise-io-v1alpha1-sidecarset")));
+    }
+}

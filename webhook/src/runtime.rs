@@ -1,0 +1,277 @@
+//! Wiring of the admission webhook inside kruise-manager: certificates, the caches the handlers read,
+//! the HTTPS server, and the webhook configurations kept in the cluster (with the pod webhook's
+//! `matchConditions` following the SidecarSets). Readiness is set once the `caBundle` is in place.
+
+use crate::configuration::{self, Endpoint, Options, PodMatch};
+use crate::server::{self, Readiness};
+use crate::{certs, handlers};
+use anyhow::{Context as _, Result};
+use futures::StreamExt;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
+use kruise_crds::SidecarSet;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the webhook runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address the HTTPS server binds.
+    pub bind: SocketAddr,
+    /// How the API server reaches it.
+    pub endpoint: Endpoint,
+    /// The suite's namespace (certificate Secret, revisions, never injected).
+    pub namespace: String,
+    /// Name of the certificate Secret.
+    pub secret_name: String,
+    /// Hosts the generated serving certificate covers.
+    pub hosts: Vec<String>,
+    /// Externally provided `(ca, cert, key)` PEM files; when set, nothing is generated.
+    pub external_certs: Option<(String, String, String)>,
+    /// `Fail` or `Ignore` for the pod webhook.
+    pub pod_failure_policy: String,
+    /// More namespaces never injected.
+    pub excluded_namespaces: Vec<String>,
+    /// Whether this replica writes the webhook configurations.
+    pub manage_configurations: bool,
+}
+
+/// What the admission handlers read: SidecarSets, namespace labels, the suite's ControllerRevisions.
+#[derive(Clone)]
+pub struct Caches {
+    /// Every SidecarSet.
+    pub sidecarsets: Store<SidecarSet>,
+    /// Every Namespace's metadata.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// ControllerRevisions of the suite's namespace (SidecarSet history).
+    pub revisions: Store<ControllerRevision>,
+}
+
+/// Starts the reflectors behind [`Caches`]; returns once they have listed.
+pub async fn start_caches(client: &Client, namespace: &str) -> Result<Caches> {
+    let (ss_reader, ss_writer) = reflector::store::<SidecarSet>();
+    let ss_stream = watcher(
+        Api::<SidecarSet>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|o| {
+        o.managed_fields_mut().clear();
+    })
+    .reflect(ss_writer)
+    .applied_objects();
+    let (ns_reader, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+    let ns_stream = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|o| {
+        o.managed_fields_mut().clear();
+    })
+    .reflect(ns_writer)
+    .applied_objects();
+    let (rev_reader, rev_writer) = reflector::store::<ControllerRevision>();
+    let rev_stream = watcher(
+        Api::<ControllerRevision>::namespaced(client.clone(), namespace),
+        watcher::Config::default().labels(kruise_crds::keys::sidecarset::SIDECARSET_NAME_LABEL),
+    )
+    .default_backoff()
+    .modify(|o| {
+        o.managed_fields_mut().clear();
+    })
+    .reflect(rev_writer)
+    .applied_objects();
+    tokio::spawn(ss_stream.for_each(|_| async {}));
+    tokio::spawn(ns_stream.for_each(|_| async {}));
+    tokio::spawn(rev_stream.for_each(|_| async {}));
+    let wait = async {
+        ss_reader.wait_until_ready().await?;
+        ns_reader.wait_until_ready().await?;
+        rev_reader.wait_until_ready().await
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .context("webhook caches did not sync within 60 s")?
+        .context("webhook caches")?;
+    Ok(Caches {
+        sidecarsets: ss_reader,
+        namespaces: ns_reader,
+        revisions: rev_reader,
+    })
+}
+
+async fn load_certs(client: &Client, cfg: &Config) -> Result<certs::CertBundle> {
+    Ok(match &cfg.external_certs {
+        Some((ca, cert, key)) => certs::from_files(ca, cert, key)?,
+        None => {
+            certs::ensure_secret(client.clone(), &cfg.namespace, &cfg.secret_name, &cfg.hosts)
+                .await?
+        }
+    })
+}
+
+/// Runs the webhook until `shutdown` resolves: serves admission, keeps certificates fresh and the
+/// configurations in the cluster current.
+pub async fn run(
+    client: Client,
+    cfg: Config,
+    ready: Readiness,
+    observe: Option<server::Observer>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let caches = start_caches(&client, &cfg.namespace).await?;
+    let mut bundle = load_certs(&client, &cfg).await?;
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
+        bundle.cert.clone().into_bytes(),
+        bundle.key.clone().into_bytes(),
+    )
+    .await
+    .context("load the webhook serving certificate")?;
+    let routes = handlers::routes(caches.clone(), client.clone(), &cfg);
+    let served: BTreeSet<String> = routes.iter().map(|(p, _)| p.clone()).collect();
+    let app = server::router(routes, ready.clone(), observe);
+    let handle = axum_server::Handle::new();
+    let server = axum_server::bind_rustls(cfg.bind, tls.clone())
+        .handle(handle.clone())
+        .serve(app.into_make_service());
+    let server = tokio::spawn(server);
+    tracing::info!(bind = %cfg.bind, "webhook serving");
+
+    let opts = |ca: &str| Options {
+        endpoint: cfg.endpoint.clone(),
+        ca_bundle: ca.to_string(),
+        pod_failure_policy: cfg.pod_failure_policy.clone(),
+        suite_namespace: cfg.namespace.clone(),
+        excluded_namespaces: cfg.excluded_namespaces.clone(),
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "kruise-rs".into(),
+            instance: None,
+        },
+    );
+    let mut applied: Option<(String, PodMatch)> = None;
+    let mut shutdown = Box::pin(shutdown);
+    let mut renew = tokio::time::interval(Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // Re-apply now and then even when nothing changed here, to undo edits made by hand.
+    let mut resync = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = renew.tick() => {
+                if cfg.external_certs.is_none() {
+                    match load_certs(&client, &cfg).await {
+                        Ok(b) if b != bundle => {
+                            tls.reload_from_pem(b.cert.clone().into_bytes(), b.key.clone().into_bytes()).await?;
+                            tracing::info!("webhook serving certificate renewed");
+                            bundle = b;
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "webhook certificate check failed"),
+                    }
+                }
+            }
+            _ = resync.tick() => applied = None,
+            _ = tick.tick() => {
+                if !cfg.manage_configurations {
+                    ready.set_ready();
+                    continue;
+                }
+                let sidecarsets: Vec<SidecarSet> = caches.sidecarsets.state().iter().map(|s| (**s).clone()).collect();
+                let want = configuration::pod_match(&sidecarsets);
+                let key = (bundle.ca_cert.clone(), want.clone());
+                if applied.as_ref() == Some(&key) {
+                    continue;
+                }
+                match apply_configurations(&client, &opts(&bundle.ca_cert), &want, &served).await {
+                    Ok(()) => {
+                        if let Some(why) = &want.fallback {
+                            tracing::warn!(%why, "pod webhook called for every pod");
+                            let reference = ObjectReference {
+                                api_version: Some("admissionregistration.k8s.io/v1".into()),
+                                kind: Some("MutatingWebhookConfiguration".into()),
+                                name: Some(configuration::MUTATING_CONFIGURATION.into()),
+                                ..Default::default()
+                            };
+                            let ev = Event {
+                                type_: EventType::Warning,
+                                reason: "SelectorUnionFallback".into(),
+                                note: Some(format!("pod webhook is called for every pod: {why}")),
+                                action: "UpdateMatchConditions".into(),
+                                secondary: None,
+                            };
+                            if let Err(e) = recorder.publish(&ev, &reference).await {
+                                tracing::warn!(error = %e, "could not publish the fallback event");
+                            }
+                        }
+                        tracing::info!(expression_len = want.expression.len(), "webhook configurations applied");
+                        applied = Some(key);
+                        ready.set_ready();
+                    }
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "applying webhook configurations failed; retrying"),
+                }
+            }
+        }
+    }
+    handle.graceful_shutdown(Some(Duration::from_secs(10)));
+    let _ = server.await;
+    Ok(())
+}
+
+/// Writes both configurations with server-side apply (field manager `kruise-rs`), keeping only the
+/// webhooks whose path this process serves (a path without a handler would fail every call).
+pub async fn apply_configurations(
+    client: &Client,
+    opts: &Options,
+    pod_match: &PodMatch,
+    served: &BTreeSet<String>,
+) -> Result<()> {
+    let pp = PatchParams::apply(kruise_crds::FIELD_MANAGER).force();
+    let mut m = configuration::mutating(opts, pod_match);
+    if let Some(hooks) = m.webhooks.as_mut() {
+        hooks.retain(|h| {
+            configuration::path_of(&h.client_config).is_some_and(|p| served.contains(&p))
+        });
+    }
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .patch(
+            configuration::MUTATING_CONFIGURATION,
+            &pp,
+            &Patch::Apply(&m),
+        )
+        .await
+        .context("apply the MutatingWebhookConfiguration")?;
+    let mut v = configuration::validating(opts);
+    if let Some(hooks) = v.webhooks.as_mut() {
+        hooks.retain(|h| {
+            configuration::path_of(&h.client_config).is_some_and(|p| served.contains(&p))
+        });
+    }
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .patch(
+            configuration::VALIDATING_CONFIGURATION,
+            &pp,
+            &Patch::Apply(&v),
+        )
+        .await
+        .context("apply the ValidatingWebhookConfiguration")?;
+    Ok(())
+}
+
+/// Shared handle for handlers that need the caches.
+pub type SharedCaches = Arc<Caches>;

@@ -1,0 +1,271 @@
+//! The HTTPS admission server: OpenKruise's webhook paths, `/healthz`, `/readyz`. Each path is an
+//! [`Admit`] implementation; this module only decodes AdmissionReviews, calls it and encodes the
+//! answer. A body that is not an AdmissionReview gets HTTP 400; nothing here panics on input.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// One admission decision: a mutating or validating webhook behind one path.
+pub trait Admit: Send + Sync + 'static {
+    /// Answers `req`. Must not panic; errors are denials with a message.
+    fn admit(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse;
+}
+
+impl<F> Admit for F
+where
+    F: Fn(&AdmissionRequest<DynamicObject>) -> AdmissionResponse + Send + Sync + 'static,
+{
+    fn admit(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        self(req)
+    }
+}
+
+/// Readiness of the webhook: ready once the serving certificate is loaded and the `caBundle` is in
+/// the webhook configurations (OpenKruise's `Inited()`).
+#[derive(Clone, Default, Debug)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Marks the webhook ready.
+    pub fn set_ready(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    /// Whether it is ready.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Observes one admission call (path, allowed, seconds); metrics plug in here.
+pub type Observer = Arc<dyn Fn(&str, bool, f64) + Send + Sync>;
+
+#[derive(Clone)]
+struct AppState {
+    routes: Arc<BTreeMap<String, Arc<dyn Admit>>>,
+    observe: Option<Observer>,
+}
+
+/// The router: every `(path, handler)` as `POST path`, plus `/healthz` and `/readyz`.
+pub fn router(
+    routes: Vec<(String, Arc<dyn Admit>)>,
+    ready: Readiness,
+    observe: Option<Observer>,
+) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.is_ready() {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "webhook certificates are not in place yet",
+                        )
+                    }
+                }
+            }),
+        );
+    let state = AppState {
+        routes: Arc::new(routes.into_iter().collect()),
+        observe,
+    };
+    for path in state.routes.keys() {
+        app = app.route(path, post(serve_review));
+    }
+    app.with_state(state)
+}
+
+async fn serve_review(State(st): State<AppState>, uri: axum::http::Uri, body: Bytes) -> Response {
+    let path = uri.path().to_string();
+    let Some(handler) = st.routes.get(&path).cloned() else {
+        return (StatusCode::NOT_FOUND, "no such webhook").into_response();
+    };
+    let started = Instant::now();
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not an AdmissionReview: {e}"),
+            )
+                .into_response();
+        }
+    };
+    let req: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("AdmissionReview without a request: {e}"),
+            )
+                .into_response();
+        }
+    };
+    // The decision is CPU-only and short; run it off the async workers anyway so a slow one cannot
+    // stall the accept loop.
+    let decided = tokio::task::spawn_blocking(move || {
+        let resp = handler.admit(&req);
+        (resp, req)
+    })
+    .await;
+    let resp = match decided {
+        Ok((resp, _)) => resp,
+        Err(e) => {
+            tracing::error!(%path, error = %e, "admission handler failed");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "admission handler failed",
+            )
+                .into_response();
+        }
+    };
+    let allowed = resp.allowed;
+    if let Some(obs) = &st.observe {
+        obs(&path, allowed, started.elapsed().as_secs_f64());
+    }
+    axum::Json(resp.into_review()).into_response()
+}
+
+/// Decodes the request's object (or old object) into a typed `K`.
+pub fn object_as<K: serde::de::DeserializeOwned>(
+    obj: Option<&DynamicObject>,
+) -> Result<Option<K>, String> {
+    match obj {
+        None => Ok(None),
+        Some(o) => {
+            let v = serde_json::to_value(o).map_err(|e| e.to_string())?;
+            serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// `AdmissionResponse::from(req)` denied with `msg`, as an Invalid (422) status like the API
+/// server's own validation.
+pub fn deny_invalid(
+    req: &AdmissionRequest<DynamicObject>,
+    msg: impl ToString,
+) -> AdmissionResponse {
+    let mut resp = AdmissionResponse::from(req).deny(msg);
+    resp.result.code = 422;
+    resp.result.reason = "Invalid".into();
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    fn app() -> Router {
+        let allow: Arc<dyn Admit> =
+            Arc::new(|req: &AdmissionRequest<DynamicObject>| AdmissionResponse::from(req));
+        let deny: Arc<dyn Admit> = Arc::new(|req: &AdmissionRequest<DynamicObject>| {
+            deny_invalid(req, "spec.x: Invalid value")
+        });
+        router(
+            vec![("/allow".into(), allow), ("/deny".into(), deny)],
+            Readiness::default(),
+            None,
+        )
+    }
+
+    fn review(uid: &str) -> String {
+        serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+                "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+                "name": "p", "namespace": "default", "operation": "CREATE",
+                "userInfo": {"username": "u"},
+                "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}},
+                "dryRun": false
+            }
+        })
+        .to_string()
+    }
+
+    async fn call(app: Router, path: &str, body: String) -> (StatusCode, serde_json::Value) {
+        let resp = app
+            .oneshot(
+                Request::post(path)
+                    .header("content-type", "application/json")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn answers_with_the_request_uid() {
+        let (status, body) = call(app(), "/allow", review("abc-1")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["response"]["uid"], "abc-1");
+        assert_eq!(body["response"]["allowed"], true);
+        let (_, body) = call(app(), "/deny", review("abc-2")).await;
+        assert_eq!(body["response"]["allowed"], false);
+        assert_eq!(
+            body["response"]["status"]["message"],
+            "spec.x: Invalid value"
+        );
+        assert_eq!(body["response"]["status"]["code"], 422);
+    }
+
+    #[tokio::test]
+    async fn malformed_reviews_get_400_not_a_panic() {
+        for body in [
+            "",
+            "{",
+            "[]",
+            "{\"kind\":\"AdmissionReview\"}",
+            "{\"request\": 5}",
+            "\u{0}\u{1}",
+        ] {
+            let (status, _) = call(app(), "/allow", body.to_string()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "body {body:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_readiness() {
+        let ready = Readiness::default();
+        let app = router(vec![], ready.clone(), None);
+        let get = |app: Router| async move {
+            app.oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+                .await
+                .unwrap()
+                .status()
+        };
+        assert_eq!(get(app.clone()).await, StatusCode::SERVICE_UNAVAILABLE);
+        ready.set_ready();
+        assert_eq!(get(app).await, StatusCode::OK);
+    }
+}
