@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::{Router, routing::get};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kruise_webhook::configuration::Endpoint;
+use kruise_webhook::runtime::ConfigurationMode;
 use kruise_webhook::server::Readiness;
 use kube::{Api, Client, Config, config::KubeConfigOptions, config::Kubeconfig};
 use std::net::SocketAddr;
@@ -58,6 +59,10 @@ pub struct Args {
     /// cannot be reached.
     #[arg(long, default_value = "Fail", value_parser = ["Fail", "Ignore"])]
     pub pod_failure_policy: String,
+    /// `own`: create and keep the webhook configurations; `existing`: only fill in the ones the Helm
+    /// chart created (so `helm uninstall` removes them for good); `off`: leave them alone.
+    #[arg(long, default_value = "own", value_parser = ["own", "existing", "off"])]
+    pub webhook_configurations: String,
     /// Namespaces never injected (besides kube-system, kube-public, kube-node-lease and our own).
     #[arg(long = "exclude-namespace")]
     pub exclude_namespaces: Vec<String>,
@@ -112,7 +117,11 @@ fn webhook_config(args: &Args) -> kruise_webhook::runtime::Config {
         external_certs,
         pod_failure_policy: args.pod_failure_policy.clone(),
         excluded_namespaces: args.exclude_namespaces.clone(),
-        manage_configurations: true,
+        configurations: match args.webhook_configurations.as_str() {
+            "existing" => ConfigurationMode::PatchExisting,
+            "off" => ConfigurationMode::Off,
+            _ => ConfigurationMode::Own,
+        },
     }
 }
 

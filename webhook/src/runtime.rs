@@ -44,8 +44,20 @@ pub struct Config {
     pub pod_failure_policy: String,
     /// More namespaces never injected.
     pub excluded_namespaces: Vec<String>,
-    /// Whether this replica writes the webhook configurations.
-    pub manage_configurations: bool,
+    /// How this replica writes the webhook configurations.
+    pub configurations: ConfigurationMode,
+}
+
+/// How the manager keeps the webhook configurations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigurationMode {
+    /// Create them and keep them (server-side apply): standalone runs and the e2e suite.
+    Own,
+    /// Only fill in configurations that already exist (the Helm chart creates them, so
+    /// `helm uninstall` removes them); never re-create one that was deleted.
+    PatchExisting,
+    /// Do not touch them.
+    Off,
 }
 
 /// What the admission handlers read: SidecarSets, namespace labels, the suite's ControllerRevisions.
@@ -188,7 +200,7 @@ pub async fn run(
             }
             _ = resync.tick() => applied = None,
             _ = tick.tick() => {
-                if !cfg.manage_configurations {
+                if cfg.configurations == ConfigurationMode::Off {
                     ready.set_ready();
                     continue;
                 }
@@ -198,7 +210,7 @@ pub async fn run(
                 if applied.as_ref() == Some(&key) {
                     continue;
                 }
-                match apply_configurations(&client, &opts(&bundle.ca_cert), &want, &served).await {
+                match apply_configurations(&client, &opts(&bundle.ca_cert), &want, &served, cfg.configurations).await {
                     Ok(()) => {
                         if let Some(why) = &want.fallback {
                             tracing::warn!(%why, "pod webhook called for every pod");
@@ -240,36 +252,59 @@ pub async fn apply_configurations(
     opts: &Options,
     pod_match: &PodMatch,
     served: &BTreeSet<String>,
+    mode: ConfigurationMode,
 ) -> Result<()> {
-    let pp = PatchParams::apply(kruise_crds::FIELD_MANAGER).force();
+    let keep = |p: Option<String>| p.is_some_and(|p| served.contains(&p));
     let mut m = configuration::mutating(opts, pod_match);
     if let Some(hooks) = m.webhooks.as_mut() {
-        hooks.retain(|h| {
-            configuration::path_of(&h.client_config).is_some_and(|p| served.contains(&p))
-        });
+        hooks.retain(|h| keep(configuration::path_of(&h.client_config)));
     }
-    Api::<MutatingWebhookConfiguration>::all(client.clone())
-        .patch(
-            configuration::MUTATING_CONFIGURATION,
-            &pp,
-            &Patch::Apply(&m),
-        )
-        .await
-        .context("apply the MutatingWebhookConfiguration")?;
     let mut v = configuration::validating(opts);
     if let Some(hooks) = v.webhooks.as_mut() {
-        hooks.retain(|h| {
-            configuration::path_of(&h.client_config).is_some_and(|p| served.contains(&p))
-        });
+        hooks.retain(|h| keep(configuration::path_of(&h.client_config)));
     }
-    Api::<ValidatingWebhookConfiguration>::all(client.clone())
-        .patch(
-            configuration::VALIDATING_CONFIGURATION,
-            &pp,
-            &Patch::Apply(&v),
-        )
-        .await
-        .context("apply the ValidatingWebhookConfiguration")?;
+    let mapi = Api::<MutatingWebhookConfiguration>::all(client.clone());
+    let vapi = Api::<ValidatingWebhookConfiguration>::all(client.clone());
+    match mode {
+        ConfigurationMode::Off => {}
+        ConfigurationMode::Own => {
+            let pp = PatchParams::apply(kruise_crds::FIELD_MANAGER).force();
+            mapi.patch(
+                configuration::MUTATING_CONFIGURATION,
+                &pp,
+                &Patch::Apply(&m),
+            )
+            .await
+            .context("apply the MutatingWebhookConfiguration")?;
+            vapi.patch(
+                configuration::VALIDATING_CONFIGURATION,
+                &pp,
+                &Patch::Apply(&v),
+            )
+            .await
+            .context("apply the ValidatingWebhookConfiguration")?;
+        }
+        ConfigurationMode::PatchExisting => {
+            // A merge patch never creates: a configuration removed by `helm uninstall` stays gone.
+            let pp = PatchParams::default();
+            let body = serde_json::json!({ "webhooks": m.webhooks });
+            mapi.patch(
+                configuration::MUTATING_CONFIGURATION,
+                &pp,
+                &Patch::Merge(&body),
+            )
+            .await
+            .context("patch the MutatingWebhookConfiguration the chart created")?;
+            let body = serde_json::json!({ "webhooks": v.webhooks });
+            vapi.patch(
+                configuration::VALIDATING_CONFIGURATION,
+                &pp,
+                &Patch::Merge(&body),
+            )
+            .await
+            .context("patch the ValidatingWebhookConfiguration the chart created")?;
+        }
+    }
     Ok(())
 }
 
