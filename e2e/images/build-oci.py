@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Builds the e2e test images as OCI layouts from the host's busybox-static, with no container engine.
+"""Builds OCI image layouts with no container engine.
 
-usage: build-oci.py OUT_DIR
+usage: build-oci.py OUT_DIR                      the e2e test images, from the host's busybox-static
+       build-oci.py --binary NAME PATH TAG OUT   an image of one binary (kruise-manager, kruise-daemon)
 
 Writes OUT_DIR/<name>/ (an OCI image layout, one tag each) for:
   sleeper:v1, sleeper:v2  busybox; the tags differ in /etc/kruise-rs-version, so their digests differ
@@ -84,7 +85,59 @@ def image(out, tag, layers, entrypoint, labels):
     print(f"{os.path.basename(out)}:{tag} {mdg}")
 
 
+def binary_entries(name, path):
+    """The binary at /usr/local/bin/NAME, the shared libraries ldd lists for it, and a non-root user."""
+    out = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
+    libs = []
+    for line in out.splitlines():
+        parts = line.split()
+        lib = parts[2] if "=>" in parts and len(parts) > 2 else (parts[0] if parts and parts[0].startswith("/") else None)
+        if lib and os.path.exists(lib):
+            libs.append(lib)
+    dirs, e = set(), []
+    def add_dirs(p):
+        parts = p.strip("/").split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in dirs:
+                dirs.add(d)
+                e.append((d, "dir", None, 0o755))
+    for lib in libs:
+        add_dirs(lib)
+        e.append((lib.lstrip("/"), "file", open(os.path.realpath(lib), "rb").read(), 0o755))
+    add_dirs(f"/usr/local/bin/{name}")
+    e.append((f"usr/local/bin/{name}", "file", open(path, "rb").read(), 0o755))
+    add_dirs("/etc/passwd")
+    e += [("etc/passwd", "file", b"root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n", 0o644),
+          ("etc/group", "file", b"root:x:0:\nnonroot:x:65532:\n", 0o644),
+          ("tmp", "dir", None, 0o1777)]
+    return e
+
+
+def binary_image(name, path, tag, out):
+    layer = tar_layer(binary_entries(name, path))
+    os.makedirs(out, exist_ok=True)
+    image(out, tag, [layer], [f"/usr/local/bin/{name}"], {"org.opencontainers.image.title": name})
+    # run as the non-root user
+    idx = json.load(open(os.path.join(out, "index.json")))
+    for m in idx["manifests"]:
+        if m["annotations"]["org.opencontainers.image.ref.name"] != tag:
+            continue
+        blobs = os.path.join(out, "blobs", "sha256")
+        manifest = json.load(open(os.path.join(blobs, m["digest"].split(":")[1])))
+        config = json.load(open(os.path.join(blobs, manifest["config"]["digest"].split(":")[1])))
+        config["config"]["User"] = "65532:65532"
+        cdg, csize = write_blob(out, json.dumps(config, sort_keys=True).encode())
+        manifest["config"].update({"digest": cdg, "size": csize})
+        mdg, msize = write_blob(out, json.dumps(manifest, sort_keys=True).encode())
+        m.update({"digest": mdg, "size": msize})
+    json.dump(idx, open(os.path.join(out, "index.json"), "w"), sort_keys=True)
+
+
 def main():
+    if len(sys.argv) == 6 and sys.argv[1] == "--binary":
+        binary_image(*sys.argv[2:])
+        return
     out = sys.argv[1]
     base = {}
     for v in ("v1", "v2"):
