@@ -11,10 +11,11 @@ pub fn spawn_all<S, F>(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     client: Client,
     args: &Args,
+    metrics: &crate::metrics::Metrics,
     stopped: &S,
 ) where
     S: Fn() -> F,
     F: Future<Output = ()> + Send + 'static,
 {
-    let _ = (tasks, client, args, stopped);
+    let _ = (tasks, client, args, metrics, stopped);
 }

@@ -6,4 +6,5 @@ pub mod cloneset;
 pub mod controllers;
 pub mod imagepull;
 pub mod manager;
+pub mod metrics;
 pub mod sidecarset;

@@ -150,6 +150,7 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     let ready = Readiness::default();
+    let metrics = crate::metrics::Metrics::new();
     let mut tasks = tokio::task::JoinSet::new();
 
     if args.disable_webhook {
@@ -163,7 +164,7 @@ pub async fn run(args: Args) -> Result<()> {
                 .context("webhook")
         });
     }
-    crate::controllers::spawn_all(&mut tasks, client.clone(), &args, &stopped);
+    crate::controllers::spawn_all(&mut tasks, client.clone(), &args, &metrics, &stopped);
 
     let health = {
         let ready = ready.clone();
