@@ -1,1 +1,24 @@
-//! cloneset controller (being written).
+//! CloneSet controller: keeps a set of interchangeable pods (and their PVCs) at `replicas`, and rolls
+//! them to new template revisions by recreation or in place, honouring partition, maxSurge,
+//! maxUnavailable and lifecycle hooks. Pure planners live in the submodules; `reconcile` applies them.
+//! It owns CloneSet pods, PVCs and ControllerRevisions only, never other workloads' objects.
+
+pub mod diff;
+pub mod inplace;
+pub mod lifecycle;
+pub mod pod;
+pub mod podutil;
+pub mod revision;
+pub mod scale;
+pub mod update;
+
+/// Feature switches that OpenKruise guards with feature gates or flags (all off by default, as there).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gates {
+    /// `CloneSetPartitionRollback`: raising the partition rolls updated pods back.
+    pub partition_rollback: bool,
+    /// `PreparingUpdateAsUpdate`: scale math counts PreparingUpdate pods as updated.
+    pub preparing_update_as_update: bool,
+    /// `--cloneset-scaling-exclude-preparing-delete`.
+    pub exclude_preparing_delete: bool,
+}

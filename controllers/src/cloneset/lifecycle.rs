@@ -1,0 +1,252 @@
+//! Lifecycle hooks (spec §10): whether a pod is held by a hook, the state-label patches, and the
+//! transitions a reconcile makes on its own (PreparingNormal → Normal, Updating → Updated/Normal, …).
+//! Pure; the states are the values of `lifecycle.apps.kruise.io/state`.
+
+use super::podutil;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use kruise_crds::keys::{self, cloneset as ck};
+use kruise_crds::{Lifecycle, LifecycleHook};
+use serde_json::{Value, json};
+
+/// Any hook finalizer on the pod, or any hook label with the same value (`IsPodHooked`).
+pub fn is_hooked(hook: Option<&LifecycleHook>, pod: &Pod) -> bool {
+    let Some(hook) = hook else { return false };
+    let fins = pod.metadata.finalizers.as_deref().unwrap_or_default();
+    hook.finalizers_handler
+        .iter()
+        .flatten()
+        .any(|f| fins.contains(f))
+        || hook
+            .labels_handler
+            .iter()
+            .flatten()
+            .any(|(k, v)| podutil::label(pod, k) == Some(v.as_str()))
+}
+
+/// Every hook finalizer on the pod and every hook label equal (`IsPodAllHooked`).
+pub fn is_all_hooked(hook: Option<&LifecycleHook>, pod: &Pod) -> bool {
+    let Some(hook) = hook else { return false };
+    let fins = pod.metadata.finalizers.as_deref().unwrap_or_default();
+    hook.finalizers_handler
+        .iter()
+        .flatten()
+        .all(|f| fins.contains(f))
+        && hook
+            .labels_handler
+            .iter()
+            .flatten()
+            .all(|(k, v)| podutil::label(pod, k) == Some(v.as_str()))
+}
+
+/// RFC 3339 at whole seconds, as Go's `time.Now().Format(time.RFC3339)`.
+pub fn rfc3339(now: Timestamp) -> String {
+    Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string()
+}
+
+/// Strategic-merge patch setting the lifecycle state label and its timestamp annotation.
+pub fn state_patch(state: &str, now: Timestamp) -> Value {
+    json!({
+        "metadata": {
+            "labels": { keys::LIFECYCLE_STATE_LABEL: state },
+            "annotations": { keys::LIFECYCLE_TIMESTAMP: rfc3339(now) }
+        }
+    })
+}
+
+/// The state patch that also re-adds the hook's labels and finalizers (`UpdatePodLifecycleWithHandler`).
+pub fn state_patch_with_handler(
+    state: &str,
+    hook: Option<&LifecycleHook>,
+    pod: &Pod,
+    now: Timestamp,
+) -> Value {
+    let mut patch = state_patch(state, now);
+    if let Some(hook) = hook {
+        if let Some(labels) = patch["metadata"]["labels"].as_object_mut() {
+            for (k, v) in hook.labels_handler.iter().flatten() {
+                labels.insert(k.clone(), json!(v));
+            }
+        }
+        let mut fins = pod.metadata.finalizers.clone().unwrap_or_default();
+        for f in hook.finalizers_handler.iter().flatten() {
+            if !fins.contains(f) {
+                fins.push(f.clone());
+            }
+        }
+        if !fins.is_empty() {
+            patch["metadata"]["finalizers"] = json!(fins);
+        }
+    }
+    patch
+}
+
+/// Whether any preDelete / inPlaceUpdate hook asks to mark pods not ready.
+pub fn marks_not_ready(lc: Option<&Lifecycle>) -> bool {
+    lc.is_some_and(|lc| {
+        [&lc.pre_delete, &lc.in_place_update]
+            .iter()
+            .any(|h| h.as_ref().and_then(|h| h.mark_pod_not_ready) == Some(true))
+    })
+}
+
+/// The state an in-place-updated pod moves to once done: `Updated` while the inPlaceUpdate hook is
+/// not back on it, else `Normal`.
+pub fn after_update_state(lc: Option<&Lifecycle>, pod: &Pod) -> &'static str {
+    match lc.and_then(|l| l.in_place_update.as_ref()) {
+        Some(h) if !is_all_hooked(Some(h), pod) => ck::LIFECYCLE_UPDATED,
+        _ => ck::LIFECYCLE_NORMAL,
+    }
+}
+
+/// §9.2 b: the state a pod moves to by itself this reconcile, if any. `update_completed` says
+/// whether an in-place update of the pod has finished (§9.8).
+pub fn refresh_transition(
+    lc: Option<&Lifecycle>,
+    pod: &Pod,
+    update_revision: &str,
+    update_completed: bool,
+) -> Option<&'static str> {
+    match podutil::lifecycle_state(pod) {
+        ck::LIFECYCLE_PREPARING_NORMAL => {
+            let ready = match lc.and_then(|l| l.pre_normal.as_ref()) {
+                Some(h) => is_all_hooked(Some(h), pod),
+                // Wait until scheduled (an old scheduler bug, OpenKruise #1485).
+                None => pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_some_and(|n| !n.is_empty()),
+            };
+            ready.then_some(ck::LIFECYCLE_NORMAL)
+        }
+        ck::LIFECYCLE_PREPARING_UPDATE if podutil::equal_to_revision_hash(pod, update_revision) => {
+            Some(after_update_state(lc, pod))
+        }
+        ck::LIFECYCLE_UPDATING if update_completed => Some(after_update_state(lc, pod)),
+        ck::LIFECYCLE_UPDATED => {
+            let back = match lc.and_then(|l| l.in_place_update.as_ref()) {
+                Some(h) => is_all_hooked(Some(h), pod),
+                None => true,
+            };
+            back.then_some(ck::LIFECYCLE_NORMAL)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::podutil::test_pods::*;
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn hook(labels: &[(&str, &str)], fins: &[&str]) -> LifecycleHook {
+        LifecycleHook {
+            labels_handler: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            finalizers_handler: Some(fins.iter().map(ToString::to_string).collect()),
+            mark_pod_not_ready: None,
+        }
+    }
+
+    #[test]
+    fn hooked_predicates() {
+        let h = hook(&[("hold", "true")], &["example.com/fin"]);
+        let none = mk_pod("a").build();
+        assert!(!is_hooked(Some(&h), &none));
+        assert!(!is_all_hooked(Some(&h), &none));
+        let half = mk_pod("a").label("hold", "true").build();
+        assert!(is_hooked(Some(&h), &half));
+        assert!(!is_all_hooked(Some(&h), &half));
+        let wrong = mk_pod("a").label("hold", "false").build();
+        assert!(!is_hooked(Some(&h), &wrong));
+        let mut all = mk_pod("a").label("hold", "true").build();
+        all.metadata.finalizers = Some(vec!["example.com/fin".into()]);
+        assert!(is_all_hooked(Some(&h), &all));
+        assert!(!is_hooked(None, &all));
+    }
+
+    #[test]
+    fn state_patches() {
+        let now = Timestamp::from_second(1_735_689_600).unwrap();
+        assert_eq!(
+            state_patch("Normal", now),
+            json!({"metadata":{"labels":{"lifecycle.apps.kruise.io/state":"Normal"},
+                "annotations":{"lifecycle.apps.kruise.io/timestamp":"2025-01-01T00:00:00Z"}}})
+        );
+        let h = hook(&[("hold", "true")], &["f1"]);
+        let mut pod = mk_pod("a").build();
+        pod.metadata.finalizers = Some(vec!["other".into()]);
+        let p = state_patch_with_handler("PreparingUpdate", Some(&h), &pod, now);
+        assert_eq!(p["metadata"]["labels"]["hold"], "true");
+        assert_eq!(p["metadata"]["finalizers"], json!(["other", "f1"]));
+    }
+
+    #[test]
+    fn transitions() {
+        let no_lc = None;
+        let pn = mk_pod("a").state(ck::LIFECYCLE_PREPARING_NORMAL).build();
+        assert_eq!(refresh_transition(no_lc, &pn, "r", false), None);
+        let scheduled = mk_pod("a")
+            .state(ck::LIFECYCLE_PREPARING_NORMAL)
+            .node("n1")
+            .build();
+        assert_eq!(
+            refresh_transition(no_lc, &scheduled, "r", false),
+            Some(ck::LIFECYCLE_NORMAL)
+        );
+        let lc = Lifecycle {
+            pre_normal: Some(hook(&[("ok", "1")], &[])),
+            in_place_update: Some(hook(&[("upd", "1")], &[])),
+            ..Default::default()
+        };
+        assert_eq!(refresh_transition(Some(&lc), &scheduled, "r", false), None);
+        let hooked = mk_pod("a")
+            .state(ck::LIFECYCLE_PREPARING_NORMAL)
+            .label("ok", "1")
+            .build();
+        assert_eq!(
+            refresh_transition(Some(&lc), &hooked, "r", false),
+            Some(ck::LIFECYCLE_NORMAL)
+        );
+        // Updating → Updated while the inPlaceUpdate hook is off, Normal when it is back.
+        let upd = mk_pod("a").state(ck::LIFECYCLE_UPDATING).build();
+        assert_eq!(refresh_transition(Some(&lc), &upd, "r", false), None);
+        assert_eq!(
+            refresh_transition(Some(&lc), &upd, "r", true),
+            Some(ck::LIFECYCLE_UPDATED)
+        );
+        assert_eq!(
+            refresh_transition(None, &upd, "r", true),
+            Some(ck::LIFECYCLE_NORMAL)
+        );
+        let back = mk_pod("a")
+            .state(ck::LIFECYCLE_UPDATED)
+            .label("upd", "1")
+            .build();
+        assert_eq!(
+            refresh_transition(Some(&lc), &back, "r", false),
+            Some(ck::LIFECYCLE_NORMAL)
+        );
+        let not_back = mk_pod("a").state(ck::LIFECYCLE_UPDATED).build();
+        assert_eq!(refresh_transition(Some(&lc), &not_back, "r", false), None);
+        // PreparingUpdate pod already at the update revision (rolled back while waiting).
+        let pu = mk_pod("a")
+            .state(ck::LIFECYCLE_PREPARING_UPDATE)
+            .rev("cs-r2")
+            .build();
+        assert_eq!(
+            refresh_transition(None, &pu, "cs-r2", false),
+            Some(ck::LIFECYCLE_NORMAL)
+        );
+        assert_eq!(refresh_transition(None, &pu, "cs-r3", false), None);
+        assert!(!marks_not_ready(Some(&lc)));
+    }
+}
