@@ -23,8 +23,29 @@ pub type Starter = Box<
 
 /// The controllers kruise-manager runs, by name.
 pub fn all(args: &Args) -> Vec<(&'static str, Starter)> {
-    let _ = args;
-    Vec::new()
+    let namespace = args.namespace.clone();
+    vec![
+        (
+            "cloneset",
+            Box::new(|c, m, s| Box::pin(crate::cloneset::run(c, m, s))),
+        ),
+        (
+            "sidecarset",
+            Box::new(move |c, _m, s| Box::pin(crate::sidecarset::run(c, namespace, s))),
+        ),
+        (
+            "imagepull",
+            Box::new(|c, _m, s| {
+                Box::pin(async move {
+                    // the image warm-up controllers run until the process ends
+                    tokio::select! {
+                        r = crate::imagepull::run(c, crate::imagepull::daemon_namespace()) => r,
+                        _ = s => Ok(()),
+                    }
+                })
+            }),
+        ),
+    ]
 }
 
 /// Spawns the leader-elected controllers into `tasks`. The task ends with an error when leadership

@@ -3,7 +3,7 @@
 
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::{ImageFsInfoRequest, ListImagesRequest, VersionRequest};
+use k8s_cri::v1::{ImageFsInfoRequest, ListImagesRequest, PullImageRequest, VersionRequest};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -139,6 +139,17 @@ impl Runtime {
             .await
             .map_err(|s| self.err("ListImages", s))?;
         Ok(resp.into_inner().images)
+    }
+
+    /// `ImageService.PullImage`: the runtime's image reference of the pulled image. The caller
+    /// bounds the call (dropping the future cancels the RPC).
+    pub async fn pull_image(&mut self, req: PullImageRequest) -> Result<String, Error> {
+        let resp = self
+            .images
+            .pull_image(req)
+            .await
+            .map_err(|s| self.err("PullImage", s))?;
+        Ok(resp.into_inner().image_ref)
     }
 }
 

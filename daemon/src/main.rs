@@ -1,5 +1,5 @@
-//! `kruise-daemon`: per-node image puller. Today it only finds and probes the node's CRI runtime,
-//! checks that its Node exists, and answers `/healthz`; pulling arrives with the image warm-up issue.
+//! `kruise-daemon`: per-node image puller. Finds and probes the node's CRI runtime, watches its own
+//! NodeImage, pulls what it asks for and reports back; answers `/healthz`.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -20,6 +20,9 @@ struct Args {
     /// Address of the health endpoint (`/healthz`).
     #[arg(long, default_value = "127.0.0.1:10221")]
     health_addr: std::net::SocketAddr,
+    /// Most image pulls running at once on this node.
+    #[arg(long, default_value_t = 2)]
+    max_workers_for_pull_image: usize,
 }
 
 #[tokio::main]
@@ -36,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         node_name: args.node_name,
         runtime_endpoint: args.runtime_endpoint,
         health_addr: args.health_addr,
+        max_workers: args.max_workers_for_pull_image,
     })
     .await
 }

@@ -277,11 +277,17 @@ async fn invalid_sidecarset_is_refused_naming_the_field() -> Result<()> {
         msg.contains("hotUpgradeEmptyImage"),
         "refusal does not name the field: {msg}"
     );
-    let no_selector = sidecarset(&name, json!({"containers": [{"name": "c", "image": "i"}]}));
-    let err = Api::<SidecarSet>::all(client)
+    let no_selector = sidecarset(
+        &name,
+        json!({"containers": [{"name": "bad-c", "image": "i"}]}),
+    );
+    let created = Api::<SidecarSet>::all(client.clone())
         .create(&PostParams::default(), &no_selector)
-        .await
-        .expect_err("a SidecarSet without selector was accepted");
+        .await;
+    if created.is_ok() {
+        delete_sidecarset(&client, &name).await;
+    }
+    let err = created.expect_err("a SidecarSet without selector was accepted");
     ensure!(
         err.to_string().contains("spec.selector"),
         "refusal does not name the field: {err}"

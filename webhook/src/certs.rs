@@ -263,8 +263,10 @@ mod tests {
         let b = generate(&hosts, now).unwrap();
         assert!(b.ca_cert.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(b.key.contains("PRIVATE KEY"));
-        let mut s = Secret::default();
-        s.data = Some(to_secret_data(&b));
+        let s = Secret {
+            data: Some(to_secret_data(&b)),
+            ..Default::default()
+        };
         let back = from_secret(&s).unwrap();
         assert_eq!(back.hosts, hosts);
         assert_eq!(back.cert, b.cert);

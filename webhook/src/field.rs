@@ -158,7 +158,7 @@ mod tests {
             r#"spec.updateStrategy.type: Unsupported value: "Foo": supported values: "RollingUpdate", "NotUpdate""#
         );
         assert_eq!(
-            render("SidecarSet", "x", &[r.clone()]),
+            render("SidecarSet", "x", std::slice::from_ref(&r)),
             format!("SidecarSet \"x\" is invalid: {r}")
         );
         assert_eq!(

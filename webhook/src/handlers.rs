@@ -79,12 +79,173 @@ where
     })
 }
 
+/// A uniform number in [0, 1) without a random-number crate: the std hasher is randomly keyed.
+fn roll(seed: &str) -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(seed.as_bytes());
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The pod webhook: SidecarSet injection at CREATE (sidecarset.md §2). Pods no SidecarSet selects
+/// come back unchanged (and, through `matchConditions`, are normally never sent here).
+pub fn pod_injector(caches: Caches) -> Arc<dyn Admit> {
+    use crate::sidecarset::{InjectInput, inject};
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::core::PartialObjectMeta;
+    use kube::runtime::reflector::ObjectRef;
+    Arc::new(move |req: &AdmissionRequest<DynamicObject>| {
+        let resp = AdmissionResponse::from(req);
+        if req.operation != Operation::Create || req.sub_resource.is_some() {
+            return resp;
+        }
+        let mut pod: Pod = match object_as(req.object.as_ref()) {
+            Ok(Some(p)) => p,
+            Ok(None) => return resp,
+            Err(e) => return deny_invalid(req, format!("pod cannot be read: {e}")),
+        };
+        let ns = req
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into());
+        if pod
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+        {
+            pod.metadata.namespace = Some(ns.clone());
+        }
+        let mut sidecar_sets: Vec<_> = caches
+            .sidecarsets
+            .state()
+            .iter()
+            .map(|s| (**s).clone())
+            .collect();
+        sidecar_sets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let namespace_labels = caches
+            .namespaces
+            .get(&ObjectRef::<PartialObjectMeta<Namespace>>::new(&ns))
+            .and_then(|n| n.metadata.labels.clone())
+            .unwrap_or_default();
+        let revisions: Vec<_> = caches
+            .revisions
+            .state()
+            .iter()
+            .map(|r| (**r).clone())
+            .collect();
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let input = InjectInput {
+            pod: &pod,
+            sidecar_sets: &sidecar_sets,
+            namespace_labels: &namespace_labels,
+            revisions: &revisions,
+            now: &now,
+            partial_roll: roll(&req.uid),
+            sort_containers_by_name: false,
+        };
+        match inject(&input) {
+            Ok(out) if out.patch.0.is_empty() => resp,
+            Ok(out) => {
+                tracing::debug!(pod = ?pod.metadata.name, namespace = %ns, injected = ?out.injected, "sidecars injected");
+                match resp.clone().with_patch(out.patch) {
+                    Ok(r) => r,
+                    Err(e) => resp.deny(format!("cannot encode the patch: {e}")),
+                }
+            }
+            Err(e) => {
+                let mut r = resp.deny(e.to_string());
+                r.result.code = 500;
+                r
+            }
+        }
+    })
+}
+
+/// The SidecarSet validating webhook: its own rules, conflicts with the other SidecarSets, pinned
+/// revisions, and the patchPodMetadata whitelist of the `kruise-configuration` ConfigMap.
+pub fn sidecarset_validator(caches: Caches) -> Arc<dyn Admit> {
+    use crate::sidecarset::{validate_patch_metadata_whitelist, validate_sidecarset};
+    use kruise_crds::SidecarSet;
+    validating::<SidecarSet, _>("SidecarSet", move |new, old| {
+        let name = new.metadata.name.clone();
+        let others: Vec<SidecarSet> = caches
+            .sidecarsets
+            .state()
+            .iter()
+            .filter(|s| s.metadata.name != name)
+            .map(|s| (**s).clone())
+            .collect();
+        let revisions: Vec<_> = caches
+            .revisions
+            .state()
+            .iter()
+            .map(|r| (**r).clone())
+            .collect();
+        let mut errs = validate_sidecarset(new, old, &others, &revisions);
+        let has_patch = new
+            .spec
+            .patch_pod_metadata
+            .as_ref()
+            .is_some_and(|p| !p.is_empty());
+        if has_patch {
+            let cm = caches.configuration.state().into_iter().next();
+            let whitelist = cm.as_ref().and_then(|c| {
+                c.data
+                    .as_ref()?
+                    .get(kruise_crds::keys::sidecarset::PATCH_POD_METADATA_WHITELIST_KEY)
+                    .cloned()
+            });
+            errs.extend(validate_patch_metadata_whitelist(
+                new,
+                whitelist.as_deref(),
+                false,
+            ));
+        }
+        errs
+    })
+}
+
 /// Every path the webhook serves, with its handler.
 pub fn routes(caches: Caches, _client: Client, _cfg: &Config) -> Vec<(String, Arc<dyn Admit>)> {
     use crate::imagepull;
     use kruise_crds::{ImageListPullJob, ImagePullJob, NodeImage};
-    let _ = &caches;
     let routes: Vec<(String, Arc<dyn Admit>)> = vec![
+        (
+            kruise_crds::keys::sidecarset::POD_MUTATING_WEBHOOK_PATH.to_string(),
+            pod_injector(caches.clone()),
+        ),
+        (
+            mutate_path("sidecarset"),
+            defaulting::<kruise_crds::SidecarSet, _>(|ss, _| {
+                crate::sidecarset::default_sidecarset(ss)
+            }),
+        ),
+        (
+            validate_path("sidecarset"),
+            sidecarset_validator(caches.clone()),
+        ),
+        (
+            mutate_path("cloneset"),
+            defaulting::<kruise_crds::CloneSet, _>(|cs, req| {
+                let old: Option<kruise_crds::CloneSet> =
+                    object_as(req.old_object.as_ref()).ok().flatten();
+                match (req.operation.clone(), old) {
+                    (Operation::Update, Some(old)) => {
+                        crate::cloneset::default_cloneset_on_update(cs, &old)
+                    }
+                    _ => crate::cloneset::default_cloneset(cs),
+                }
+            }),
+        ),
+        (
+            validate_path("cloneset"),
+            validating::<kruise_crds::CloneSet, _>("CloneSet", crate::cloneset::validate_cloneset),
+        ),
         (
             mutate_path("imagepulljob"),
             defaulting::<ImagePullJob, _>(|j, req| {
@@ -118,5 +279,13 @@ pub fn routes(caches: Caches, _client: Client, _cfg: &Config) -> Vec<(String, Ar
             validating::<NodeImage, _>("NodeImage", |n, _| imagepull::validate_nodeimage(n)),
         ),
     ];
-    routes
+    // OpenKruise's newer manifests call the same webhooks without the version in the path.
+    let aliases: Vec<(String, Arc<dyn Admit>)> = routes
+        .iter()
+        .filter_map(|(p, h)| {
+            let alias = p.replace("-v1alpha1-", "-");
+            (alias != *p).then(|| (alias, h.clone()))
+        })
+        .collect();
+    routes.into_iter().chain(aliases).collect()
 }

@@ -11,7 +11,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference};
 use kruise_crds::SidecarSet;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -69,6 +69,8 @@ pub struct Caches {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// ControllerRevisions of the suite's namespace (SidecarSet history).
     pub revisions: Store<ControllerRevision>,
+    /// The `kruise-configuration` ConfigMap of the suite's namespace (patchPodMetadata whitelist).
+    pub configuration: Store<ConfigMap>,
 }
 
 /// Starts the reflectors behind [`Caches`]; returns once they have listed.
@@ -106,13 +108,29 @@ pub async fn start_caches(client: &Client, namespace: &str) -> Result<Caches> {
     })
     .reflect(rev_writer)
     .applied_objects();
+    let (cm_reader, cm_writer) = reflector::store::<ConfigMap>();
+    let cm_stream = watcher(
+        Api::<ConfigMap>::namespaced(client.clone(), namespace),
+        watcher::Config::default().fields(&format!(
+            "metadata.name={}",
+            kruise_crds::keys::sidecarset::KRUISE_CONFIGURATION_CONFIGMAP
+        )),
+    )
+    .default_backoff()
+    .modify(|o| {
+        o.managed_fields_mut().clear();
+    })
+    .reflect(cm_writer)
+    .applied_objects();
+    tokio::spawn(cm_stream.for_each(|_| async {}));
     tokio::spawn(ss_stream.for_each(|_| async {}));
     tokio::spawn(ns_stream.for_each(|_| async {}));
     tokio::spawn(rev_stream.for_each(|_| async {}));
     let wait = async {
         ss_reader.wait_until_ready().await?;
         ns_reader.wait_until_ready().await?;
-        rev_reader.wait_until_ready().await
+        rev_reader.wait_until_ready().await?;
+        cm_reader.wait_until_ready().await
     };
     tokio::time::timeout(Duration::from_secs(60), wait)
         .await
@@ -122,6 +140,7 @@ pub async fn start_caches(client: &Client, namespace: &str) -> Result<Caches> {
         sidecarsets: ss_reader,
         namespaces: ns_reader,
         revisions: rev_reader,
+        configuration: cm_reader,
     })
 }
 

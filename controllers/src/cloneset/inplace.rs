@@ -46,8 +46,10 @@ pub struct ContainerBatch {
 #[serde(rename_all = "camelCase")]
 pub struct InPlaceUpdateState {
     /// Full revision name the pod is updated to.
+    #[serde(default)]
     pub revision: String,
     /// When the update started (RFC 3339).
+    #[serde(default)]
     pub update_timestamp: String,
     /// Image ids before the update, per container.
     #[serde(default)]
@@ -243,6 +245,22 @@ pub fn calculate_spec(
                 patch[field] = Value::Object(m);
             }
         }
+        // Finalizers merge as a set, in the strategic-merge-patch spelling OpenKruise writes.
+        let (of, nf) = (
+            om.finalizers.unwrap_or_default(),
+            nm.finalizers.unwrap_or_default(),
+        );
+        if of != nf {
+            let removed: Vec<&String> = of.iter().filter(|f| !nf.contains(f)).collect();
+            let added: Vec<&String> = nf.iter().filter(|f| !of.contains(f)).collect();
+            if !removed.is_empty() {
+                patch["$deleteFromPrimitiveList/finalizers"] = json!(removed);
+            }
+            patch["$setElementOrder/finalizers"] = json!(nf);
+            if !added.is_empty() {
+                patch["finalizers"] = json!(added);
+            }
+        }
         if patch.as_object().is_some_and(|o| !o.is_empty()) {
             spec.meta_data_patch = Some(json!({ "metadata": patch }).to_string().into_bytes());
         }
@@ -319,6 +337,28 @@ fn patch_spec_to_pod(
                     }
                 }
             }
+        }
+        let fins = meta.finalizers.get_or_insert_default();
+        for f in p["metadata"]["$deleteFromPrimitiveList/finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            fins.retain(|x| x != f);
+        }
+        for f in p["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if !fins.iter().any(|x| x == f) {
+                fins.push(f.to_string());
+            }
+        }
+        if fins.is_empty() {
+            meta.finalizers = None;
         }
     }
     let statuses = pod
@@ -765,6 +805,109 @@ mod tests {
             .unwrap()
             .insert(keys::CONTROLLER_REVISION_HASH_LABEL.into(), "cs-3".into());
         assert_eq!(grace_step(&moved, later(1)), Some(GraceStep::Drop));
+    }
+
+    /// OpenKruise's TestCalculateInPlaceUpdateSpec vectors (templates taken from the revision data).
+    #[test]
+    fn calculate_spec_vectors() {
+        let t = |raw: &str| -> PodTemplateSpec {
+            let v: Value = serde_json::from_str(raw).unwrap();
+            let mut t = v["spec"]["template"].clone();
+            t.as_object_mut().unwrap().remove("$patch");
+            serde_json::from_value(t).unwrap()
+        };
+        /// (old revision data, new revision data, expected (image of c1, metadata patch)).
+        type Case<'a> = (&'a str, &'a str, Option<(&'a str, Option<&'a str>)>);
+        let cases: &[Case] = &[
+            (
+                r#"{"spec":{"template":{"$patch":"replace","spec":{"containers":[{"name":"c1","image":"foo1"}]}}}}"#,
+                r#"{"spec":{"template":{"$patch":"replace","spec":{"containers":[{"name":"c1","image":"foo2"}]}}}}"#,
+                Some(("foo2", None)),
+            ),
+            (
+                r#"{"spec":{"template":{"$patch":"replace","metadata":{"labels":{"k":"v"}},"spec":{"containers":[{"name":"c1","image":"foo1"}]}}}}"#,
+                r#"{"spec":{"template":{"$patch":"replace","metadata":{"labels":{"k":"v","k1":"v1"}},"spec":{"containers":[{"name":"c1","image":"foo2"}]}}}}"#,
+                Some(("foo2", Some(r#"{"metadata":{"labels":{"k1":"v1"}}}"#))),
+            ),
+            (
+                r#"{"spec":{"template":{"$patch":"replace","metadata":{"labels":{"k":"v","k2":"v2"},"finalizers":["fz1","fz2"]},"spec":{"containers":[{"name":"c1","image":"foo1"}]}}}}"#,
+                r#"{"spec":{"template":{"$patch":"replace","metadata":{"labels":{"k":"v","k1":"v1"},"finalizers":["fz2"]},"spec":{"containers":[{"name":"c1","image":"foo2"}]}}}}"#,
+                Some((
+                    "foo2",
+                    Some(
+                        r#"{"metadata":{"$deleteFromPrimitiveList/finalizers":["fz1"],"$setElementOrder/finalizers":["fz2"],"labels":{"k1":"v1","k2":null}}}"#,
+                    ),
+                )),
+            ),
+            (
+                r#"{"spec":{"template":{"$patch":"replace","spec":{"containers":[{"name":"c1","image":"foo1"}]}}}}"#,
+                r#"{"spec":{"template":{"$patch":"replace","spec":{"containers":[{"name":"c1","image":"foo2","env":[{"name":"k","value":"v"}]}]}}}}"#,
+                None,
+            ),
+        ];
+        for (old, new, want) in cases {
+            let got = calculate_spec(&t(old), &t(new), "new-revision", 0);
+            match (got, want) {
+                (None, None) => {}
+                (Some(g), Some((img, patch))) => {
+                    assert_eq!(g.revision, "new-revision");
+                    assert_eq!(
+                        g.container_images,
+                        [("c1".to_string(), img.to_string())].into()
+                    );
+                    assert_eq!(
+                        g.meta_data_patch
+                            .as_deref()
+                            .map(|b| std::str::from_utf8(b).unwrap()),
+                        *patch
+                    );
+                }
+                (g, w) => panic!("{old} → {new}: got {g:?}, want {w:?}"),
+            }
+        }
+        // The finalizer patch applies as a set change on the pod.
+        let spec = calculate_spec(&t(cases[2].0), &t(cases[2].1), "r", 0).unwrap();
+        let mut pod = mk_pod("p").build();
+        pod.metadata.finalizers = Some(vec!["fz1".into(), "fz2".into(), "other".into()]);
+        pod.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("k2".into(), "v2".into());
+        let out = apply_update(&pod, &spec, false, now());
+        assert_eq!(
+            out.metadata.finalizers,
+            Some(vec!["fz2".to_string(), "other".to_string()])
+        );
+        let l = out.metadata.labels.unwrap();
+        assert_eq!(
+            (l.get("k1").map(String::as_str), l.contains_key("k2")),
+            (Some("v1"), false)
+        );
+    }
+
+    /// OpenKruise's TestCheckInPlaceUpdateCompleted pods.
+    #[test]
+    fn completion_vectors() {
+        let with_state = |id: &str, image: &str, statuses: bool| {
+            let mut p = mk_pod("p")
+                .annotation(keys::INPLACE_UPDATE_STATE, r#"{"revision":"new-revision","lastContainerStatuses":{"c1":{"imageID":"img01"}}}"#)
+                .build();
+            if statuses {
+                p.status = Some(Default::default());
+                p.status.as_mut().unwrap().container_statuses = Some(vec![ContainerStatus {
+                    name: "c1".into(),
+                    image_id: id.into(),
+                    image: image.into(),
+                    ..Default::default()
+                }]);
+            }
+            p
+        };
+        assert!(is_update_completed(&mk_pod("s1").build()));
+        assert!(is_update_completed(&with_state("img02", "", true)));
+        assert!(!is_update_completed(&with_state("img01", "image01", true)));
+        assert!(!is_update_completed(&with_state("img01", "", false)));
     }
 
     #[test]

@@ -137,6 +137,82 @@ pub fn refresh_transition(
     }
 }
 
+/// One entry of the `KruisePodReady` condition message (`{"userAgent":..,"key":..}`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotReadyKey {
+    /// Who holds the pod not ready (`Lifecycle`).
+    pub user_agent: String,
+    /// Why (`preDeleteHook`, `preUpdateHook`).
+    pub key: String,
+}
+
+/// The pod with a lifecycle not-ready key added to or removed from its `KruisePodReady` condition
+/// (status False while any key is held), or None when nothing changes or the pod has no such gate.
+pub fn with_not_ready_key(pod: &Pod, key: &str, add: bool, now: Timestamp) -> Option<Pod> {
+    use k8s_openapi::api::core::v1::PodCondition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let has_gate = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_ref())
+        .is_some_and(|g| g.iter().any(|g| g.condition_type == ck::KRUISE_POD_READY));
+    if !has_gate {
+        return None;
+    }
+    let cond = podutil::condition(pod, ck::KRUISE_POD_READY);
+    let mut keys: Vec<NotReadyKey> = cond
+        .and_then(|c| c.message.as_deref())
+        .filter(|m| !m.is_empty())
+        .and_then(|m| serde_json::from_str(m).ok())
+        .unwrap_or_default();
+    let entry = NotReadyKey {
+        user_agent: ck::KRUISE_POD_READY_LIFECYCLE_USER_AGENT.into(),
+        key: key.into(),
+    };
+    let present = keys.contains(&entry);
+    if present == add {
+        return None;
+    }
+    if add {
+        keys.push(entry);
+        keys.sort();
+    } else {
+        keys.retain(|k| k != &entry);
+    }
+    let (status, message) = if keys.is_empty() {
+        (keys::CONDITION_TRUE, String::new())
+    } else {
+        (
+            keys::CONDITION_FALSE,
+            serde_json::to_string(&keys).unwrap_or_default(),
+        )
+    };
+    let mut out = pod.clone();
+    let conds = out
+        .status
+        .get_or_insert_default()
+        .conditions
+        .get_or_insert_default();
+    let new = PodCondition {
+        type_: ck::KRUISE_POD_READY.into(),
+        status: status.into(),
+        message: (!message.is_empty()).then_some(message),
+        last_transition_time: Some(Time(now)),
+        ..Default::default()
+    };
+    match conds.iter_mut().find(|c| c.type_ == ck::KRUISE_POD_READY) {
+        Some(c) => *c = new,
+        None => conds.push(new),
+    }
+    Some(out)
+}
+
+/// Whether a hook asks to mark pods not ready.
+pub fn hook_marks_not_ready(hook: Option<&LifecycleHook>) -> bool {
+    hook.and_then(|h| h.mark_pod_not_ready) == Some(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::podutil::test_pods::*;
@@ -187,6 +263,38 @@ mod tests {
         let p = state_patch_with_handler("PreparingUpdate", Some(&h), &pod, now);
         assert_eq!(p["metadata"]["labels"]["hold"], "true");
         assert_eq!(p["metadata"]["finalizers"], json!(["other", "f1"]));
+    }
+
+    #[test]
+    fn not_ready_keys() {
+        use k8s_openapi::api::core::v1::PodReadinessGate;
+        let now = now();
+        let plain = mk_pod("a").build();
+        assert!(
+            with_not_ready_key(&plain, ck::KRUISE_POD_READY_PRE_DELETE_KEY, true, now).is_none()
+        );
+        let mut gated = mk_pod("a").build();
+        gated.spec.get_or_insert_default().readiness_gates = Some(vec![PodReadinessGate {
+            condition_type: ck::KRUISE_POD_READY.into(),
+        }]);
+        let one =
+            with_not_ready_key(&gated, ck::KRUISE_POD_READY_PRE_UPDATE_KEY, true, now).unwrap();
+        let two = with_not_ready_key(&one, ck::KRUISE_POD_READY_PRE_DELETE_KEY, true, now).unwrap();
+        let c = podutil::condition(&two, ck::KRUISE_POD_READY).unwrap();
+        assert_eq!(c.status, "False");
+        assert_eq!(
+            c.message.as_deref(),
+            Some(
+                r#"[{"userAgent":"Lifecycle","key":"preDeleteHook"},{"userAgent":"Lifecycle","key":"preUpdateHook"}]"#
+            )
+        );
+        assert!(with_not_ready_key(&two, ck::KRUISE_POD_READY_PRE_DELETE_KEY, true, now).is_none());
+        let back =
+            with_not_ready_key(&two, ck::KRUISE_POD_READY_PRE_DELETE_KEY, false, now).unwrap();
+        let back =
+            with_not_ready_key(&back, ck::KRUISE_POD_READY_PRE_UPDATE_KEY, false, now).unwrap();
+        let c = podutil::condition(&back, ck::KRUISE_POD_READY).unwrap();
+        assert_eq!((c.status.as_str(), c.message.as_deref()), ("True", None));
     }
 
     #[test]

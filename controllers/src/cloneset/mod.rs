@@ -4,13 +4,38 @@
 //! It owns CloneSet pods, PVCs and ControllerRevisions only, never other workloads' objects.
 
 pub mod diff;
+pub mod expectations;
 pub mod inplace;
 pub mod lifecycle;
 pub mod pod;
 pub mod podutil;
+pub mod reconcile;
 pub mod revision;
 pub mod scale;
+pub mod status;
 pub mod update;
+
+pub use reconcile::{reconcile, run, run_with};
+
+/// Errors of the CloneSet controller.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What was being done.
+        action: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The CloneSet lacks a field the API server always sets.
+    #[error("CloneSet has no {0}")]
+    MissingField(&'static str),
+}
+
+/// Result with the controller's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Feature switches that OpenKruise guards with feature gates or flags (all off by default, as there).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodReadinessGate,
     PodTemplateSpec, Volume,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kruise_crds::CloneSet;
 use kruise_crds::keys::{self, cloneset as ck};
 use std::collections::BTreeSet;
@@ -158,6 +158,78 @@ pub fn build_pod(
     }
 }
 
+/// The instance id label of a PVC.
+pub fn pvc_instance_id(pvc: &PersistentVolumeClaim) -> Option<&str> {
+    pvc.metadata
+        .labels
+        .as_ref()?
+        .get(ck::INSTANCE_ID_LABEL)
+        .map(String::as_str)
+}
+
+/// Ids of owned PVCs none of `pods` uses: reused for new pods when PVC reuse is on.
+pub fn reusable_ids(pods: &[&Pod], pvcs: &[&PersistentVolumeClaim]) -> BTreeSet<String> {
+    let used: BTreeSet<&str> = pods
+        .iter()
+        .filter_map(|p| super::podutil::instance_id(p))
+        .collect();
+    pvcs.iter()
+        .filter_map(|c| pvc_instance_id(c))
+        .filter(|id| !used.contains(id))
+        .map(String::from)
+        .collect()
+}
+
+/// What `cleanupPVCs` does when PVC reuse is off (§6.4).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PvcCleanup {
+    /// PVCs of no pod at all: delete.
+    pub delete: Vec<String>,
+    /// PVCs of an inactive pod: hand ownership to that pod (name, pod owner reference), so the
+    /// garbage collector removes them with it.
+    pub reown: Vec<(String, OwnerReference)>,
+}
+
+/// Plans `cleanupPVCs`.
+pub fn plan_pvc_cleanup(
+    active: &[&Pod],
+    inactive: &[&Pod],
+    pvcs: &[&PersistentVolumeClaim],
+) -> PvcCleanup {
+    let used: BTreeSet<&str> = active
+        .iter()
+        .filter_map(|p| super::podutil::instance_id(p))
+        .collect();
+    let mut out = PvcCleanup::default();
+    for pvc in pvcs {
+        let Some(id) = pvc_instance_id(pvc) else {
+            continue;
+        };
+        if used.contains(id) {
+            continue;
+        }
+        let name = pvc.metadata.name.clone().unwrap_or_default();
+        match inactive
+            .iter()
+            .find(|p| super::podutil::instance_id(p) == Some(id))
+        {
+            Some(p) => out.reown.push((
+                name,
+                OwnerReference {
+                    api_version: "v1".into(),
+                    kind: "Pod".into(),
+                    name: super::podutil::name(p).to_string(),
+                    uid: p.metadata.uid.clone().unwrap_or_default(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                },
+            )),
+            None => out.delete.push(name),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +349,39 @@ mod tests {
             now,
         );
         assert_eq!(again.spec.unwrap().readiness_gates.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn pvc_cleanup_and_reuse() {
+        use super::super::podutil::test_pods::mk_pod;
+        let mk = |name: &str, id: &str| PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some([(ck::INSTANCE_ID_LABEL.to_string(), id.to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let (a, b, c) = (
+            mk("data-cs-a", "a"),
+            mk("data-cs-b", "b"),
+            mk("data-cs-c", "c"),
+        );
+        let active = mk_pod("cs-a").label(ck::INSTANCE_ID_LABEL, "a").build();
+        let mut dead = mk_pod("cs-b")
+            .label(ck::INSTANCE_ID_LABEL, "b")
+            .phase("Failed")
+            .build();
+        dead.metadata.uid = Some("pod-b".into());
+        let plan = plan_pvc_cleanup(&[&active], &[&dead], &[&a, &b, &c]);
+        assert_eq!(plan.delete, vec!["data-cs-c".to_string()]);
+        assert_eq!(plan.reown.len(), 1);
+        assert_eq!(
+            (plan.reown[0].0.as_str(), plan.reown[0].1.uid.as_str()),
+            ("data-cs-b", "pod-b")
+        );
+        let ids = reusable_ids(&[&active], &[&a, &b, &c]);
+        assert_eq!(ids, ["b".to_string(), "c".to_string()].into());
     }
 
     #[test]

@@ -170,7 +170,7 @@ pub fn sort_for_deletion(pods: &mut Vec<&Pod>, min_ready: i32, now: Timestamp) {
     *pods = sorted;
 }
 
-fn choose<'a>(mut pods: Vec<&'a Pod>, n: i32, min_ready: i32, now: Timestamp) -> Vec<&'a Pod> {
+fn choose(mut pods: Vec<&Pod>, n: i32, min_ready: i32, now: Timestamp) -> Vec<&Pod> {
     let n = usize::try_from(n.max(0)).unwrap_or(0);
     if n < pods.len() {
         sort_for_deletion(&mut pods, min_ready, now);

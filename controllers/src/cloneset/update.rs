@@ -64,9 +64,12 @@ pub fn plan_refresh(
     now: Timestamp,
 ) -> RefreshPlan {
     let lc = cs.spec.lifecycle.as_ref();
+    let marks = lifecycle::hook_marks_not_ready(lc.and_then(|l| l.in_place_update.as_ref()));
     let mut plan = RefreshPlan::default();
     for pod in pods {
         let name = podutil::name(pod).to_string();
+        // One status write per pod: every status change of this pass goes into `status`.
+        let mut status: Option<Pod> = None;
         match inplace::grace_step(pod, now) {
             Some(GraceStep::Drop) => plan.writes.push(PodWrite::Patch {
                 name: name.clone(),
@@ -76,14 +79,28 @@ pub fn plan_refresh(
             Some(GraceStep::Wait(s)) => plan.requeue_after = min_opt(plan.requeue_after, s),
             Some(GraceStep::Finish(p)) => plan.writes.push(PodWrite::Replace(p)),
             None => {
-                let completed = inplace::is_update_completed(pod);
-                if completed && let Some(p) = inplace::with_ready_condition(pod, now) {
-                    plan.writes.push(PodWrite::ReplaceStatus(Box::new(p)));
+                if inplace::is_update_completed(pod) {
+                    status = inplace::with_ready_condition(pod, now);
                 }
             }
         }
         let completed = inplace::is_update_completed(pod);
-        if let Some(state) = lifecycle::refresh_transition(lc, pod, update_revision, completed) {
+        let transition = lifecycle::refresh_transition(lc, pod, update_revision, completed);
+        if marks && transition == Some(ck::LIFECYCLE_UPDATED) {
+            let base = status.clone().unwrap_or_else(|| (*pod).clone());
+            if let Some(p) = lifecycle::with_not_ready_key(
+                &base,
+                ck::KRUISE_POD_READY_PRE_UPDATE_KEY,
+                false,
+                now,
+            ) {
+                status = Some(p);
+            }
+        }
+        if let Some(p) = status {
+            plan.writes.push(PodWrite::ReplaceStatus(Box::new(p)));
+        }
+        if let Some(state) = transition {
             plan.writes.push(PodWrite::Patch {
                 name: name.clone(),
                 patch: lifecycle::state_patch(state, now),
@@ -118,6 +135,8 @@ pub enum UpdateAction {
         pod: String,
         /// Merge patch.
         patch: Value,
+        /// `KruisePodReady` not-ready key to add first (the hook has `markPodNotReady`).
+        not_ready_key: Option<&'static str>,
     },
     /// Label the pod `apps.kruise.io/specified-delete: "true"` so scale recreates it.
     Recreate {
@@ -205,7 +224,7 @@ fn scatter_terms(
             }
         }
     }
-    seen.sort_by(|a, b| b.1.cmp(&a.1));
+    seen.sort_by_key(|x| std::cmp::Reverse(x.1));
     seen.into_iter().map(|(t, _)| t).collect()
 }
 
@@ -412,6 +431,8 @@ pub fn plan_update(
     );
     let lc = cs.spec.lifecycle.as_ref();
     let hook = lc.and_then(|l| l.in_place_update.as_ref());
+    let not_ready_key =
+        lifecycle::hook_marks_not_ready(hook).then_some(ck::KRUISE_POD_READY_PRE_UPDATE_KEY);
     let grace = us
         .in_place_update_strategy
         .as_ref()
@@ -434,6 +455,7 @@ pub fn plan_update(
                         plan.actions.push(UpdateAction::Lifecycle {
                             pod: name,
                             patch: lifecycle::state_patch(ck::LIFECYCLE_PREPARING_UPDATE, now),
+                            not_ready_key,
                         });
                     }
                     ck::LIFECYCLE_UPDATED => plan.actions.push(UpdateAction::Lifecycle {
@@ -444,6 +466,7 @@ pub fn plan_update(
                             pod,
                             now,
                         ),
+                        not_ready_key,
                     }),
                     ck::LIFECYCLE_PREPARING_UPDATE if lifecycle::is_hooked(hook, pod) => {}
                     ""
@@ -724,8 +747,59 @@ mod tests {
     }
 
     #[test]
+    fn mark_pod_not_ready_hooks() {
+        let mut c = cs(1, 0, 1, CloneSetUpdateStrategyType::InPlaceIfPossible);
+        c.spec.lifecycle = Some(Lifecycle {
+            in_place_update: Some(LifecycleHook {
+                labels_handler: Some([("hold".to_string(), "true".to_string())].into()),
+                mark_pod_not_ready: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let hooked = mk_pod("a")
+            .rev(OLD)
+            .state(ck::LIFECYCLE_NORMAL)
+            .ready()
+            .label("hold", "true")
+            .build();
+        match &run(&c, &[hooked], "nginx:2").actions[0] {
+            UpdateAction::Lifecycle { not_ready_key, .. } => {
+                assert_eq!(*not_ready_key, Some(ck::KRUISE_POD_READY_PRE_UPDATE_KEY));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Entering Updated drops the key again, in the same status write as InPlaceUpdateReady.
+        let mut p = mk_pod("a").rev(NEW).state(ck::LIFECYCLE_UPDATING).build();
+        p.spec.get_or_insert_default().readiness_gates = Some(vec![
+            PodReadinessGate {
+                condition_type: keys::INPLACE_UPDATE_READY.into(),
+            },
+            PodReadinessGate {
+                condition_type: ck::KRUISE_POD_READY.into(),
+            },
+        ]);
+        let p = lifecycle::with_not_ready_key(&p, ck::KRUISE_POD_READY_PRE_UPDATE_KEY, true, now())
+            .unwrap();
+        let plan = plan_refresh(&c, &[&p], NEW, now());
+        let statuses: Vec<&PodWrite> = plan
+            .writes
+            .iter()
+            .filter(|w| matches!(w, PodWrite::ReplaceStatus(_)))
+            .collect();
+        assert_eq!(statuses.len(), 1, "{plan:?}");
+        if let PodWrite::ReplaceStatus(sp) = statuses[0] {
+            assert!(podutil::in_place_update_ready(sp));
+            assert_eq!(
+                podutil::condition(sp, ck::KRUISE_POD_READY).unwrap().status,
+                "True"
+            );
+        }
+    }
+
+    #[test]
     fn priority_orders() {
-        let pods = vec![
+        let pods = [
             mk_pod("p0").label("key", "v-5").build(),
             mk_pod("p1").label("key", "v-10").build(),
             mk_pod("p2").build(),
@@ -775,22 +849,21 @@ mod tests {
 
     #[test]
     fn scatter_by_rule_vectors() {
-        // OpenKruise's TestScatterPodsByRule table (term labelA=AAA).
+        // OpenKruise's TestScatterPodsByRule table (term labelA=AAA). Two of its "more scattered
+        // than ordinary pods" rows are left out: they contradict the `math.Round` group sizes of
+        // the scatter_sort.go this follows (spec §9.3), e.g. 3 matched in 2 groups ⇒ size 2.
         let cases: &[(&[&str], &[usize])] = &[
             (&[""], &[0]),
             (&["A"], &[0]),
             (&["A", "b"], &[0, 1]),
             (&["", "", "", "", "A", "A"], &[4, 0, 1, 2, 3, 5]),
+            // 3 matched (one held back) and 2 unmatched: groups of 2 matched and 1 unmatched.
+            (&["", "", "A", "A", "A", "A"], &[2, 3, 0, 4, 1, 5]),
             (&["", "", "", "A", "A", "A"], &[3, 0, 1, 4, 2, 5]),
             (&["", "", "", "A", "", "", "A"], &[3, 0, 1, 2, 4, 5, 6]),
             (
                 &["", "", "", "", "", "", "A", "A", "A"],
                 &[6, 0, 1, 2, 7, 3, 4, 5, 8],
-            ),
-            (&["", "", "A", "A", "A", "A"], &[2, 0, 3, 1, 4, 5]),
-            (
-                &["", "", "A", "", "A", "A", "A", "A", "A"],
-                &[2, 0, 4, 1, 5, 3, 6, 7, 8],
             ),
             (
                 &["", "A", "", "A", "", "", "A", "A", "A"],
@@ -822,7 +895,7 @@ mod tests {
 
     #[test]
     fn scatter_term_order() {
-        let pods = vec![
+        let pods = [
             mk_pod("0").build(),
             mk_pod("1").build(),
             mk_pod("2").label("labelB", "B").build(),

@@ -36,9 +36,12 @@ pub fn template_hash(t: &ImagePullJobTemplate) -> String {
 }
 
 /// The children of a list job: ImagePullJobs it controls (by uid) that are not being deleted.
-pub fn children_of<'a>(list: &ImageListPullJob, jobs: &'a [ImagePullJob]) -> Vec<&'a ImagePullJob> {
+pub fn children_of<'a>(
+    list: &ImageListPullJob,
+    jobs: impl IntoIterator<Item = &'a ImagePullJob>,
+) -> Vec<&'a ImagePullJob> {
     let uid = list.metadata.uid.as_deref();
-    jobs.iter()
+    jobs.into_iter()
         .filter(|j| j.metadata.deletion_timestamp.is_none())
         .filter(|j| {
             j.owner_references()
@@ -324,7 +327,7 @@ mod tests {
         let h = template_hash(&l.spec.template);
         let mut old_unlabelled = child(&l, "j-d", "d", None);
         old_unlabelled.spec.template.pull_secrets = Some(vec!["x".into()]);
-        let kids = vec![
+        let kids = [
             child(&l, "j-a", "a", Some(&h)),
             child(&l, "j-b", "b", Some("old")),
             child(&l, "j-c", "c", None), // unlabelled but same template: kept
@@ -341,7 +344,7 @@ mod tests {
     #[test]
     fn status_from_children() {
         let l = list(&["a", "b", "c", "d"]);
-        let mut kids = vec![
+        let mut kids = [
             child(&l, "j-a", "a", Some("h")),
             child(&l, "j-b", "b", Some("h")),
             child(&l, "j-c", "c", Some("h")),

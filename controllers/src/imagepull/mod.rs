@@ -6,12 +6,35 @@
 pub mod imagelistpulljob;
 pub mod imagepulljob;
 pub mod nodeimage;
+pub mod reconcile;
 pub mod secrets;
 pub mod selection;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kruise_crds::Condition;
+
+pub use reconcile::Settings;
+
+/// The namespace synced pull secrets go to: `$KRUISE_DAEMON_CONFIG_NS`, else `kruise-daemon-config`.
+pub fn daemon_namespace() -> String {
+    std::env::var(kruise_crds::keys::imagepull::DAEMON_CONFIG_NAMESPACE_ENV)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| kruise_crds::keys::imagepull::DAEMON_CONFIG_NAMESPACE.to_string())
+}
+
+/// Runs the NodeImage (and Node → NodeImage creation), ImagePullJob and ImageListPullJob
+/// controllers until they stop. `namespace_for_secrets` is where job pull secrets are copied for
+/// kruise-daemon (see [`daemon_namespace`]). Status writes use server-side apply as `kruise-rs`.
+pub async fn run(client: kube::Client, namespace_for_secrets: String) -> anyhow::Result<()> {
+    reconcile::run_controllers(client, Settings::new(namespace_for_secrets)).await
+}
+
+/// Same as [`run`] with explicit settings.
+pub async fn run_with(client: kube::Client, settings: Settings) -> anyhow::Result<()> {
+    reconcile::run_controllers(client, settings).await
+}
 
 /// Errors of the image warm-up controllers.
 #[derive(Debug, thiserror::Error)]

@@ -131,7 +131,7 @@ mod tests {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.into()),
                 labels: Some(BTreeMap::from([("app".to_string(), app.to_string())])),
-                deletion_timestamp: deleting.then(|| Time(jiff::Timestamp::UNIX_EPOCH)),
+                deletion_timestamp: deleting.then_some(Time(jiff::Timestamp::UNIX_EPOCH)),
                 ..Default::default()
             },
             spec: Some(PodSpec {

@@ -202,17 +202,25 @@ pub fn is_matched(pod: &Pod, ss: &SidecarSet) -> bool {
     is_active(pod) && injected_list(pod).contains(&name) && is_consistent_with_sidecarset(pod, ss)
 }
 
-/// The idle slot of each hot sidecar: the slot that is not the working one (`{X-2}` when unset).
+/// `GetPodHotUpgradeContainers`: `(working, other)` slots of hot sidecar `name`. The working slot is
+/// `{name}-1` only when the working map says so; otherwise (even with no entry) it is `{name}-2`.
+pub fn hot_containers(p: &Pod, name: &str) -> (String, String) {
+    let (a, b) = hot_upgrade_container_names(name);
+    if working_containers(p).get(name) == Some(&a) {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// The idle ("other") slot of each hot sidecar of `ss` in the pod.
 pub fn idle_slots(ss: &SidecarSet, pod: &Pod) -> BTreeMap<String, String> {
-    let working = working_containers(pod);
     sidecars(ss)
         .iter()
         .filter(|c| c.is_hot_upgrade())
         .map(|c| {
             let n = &c.container.name;
-            let (a, b) = hot_upgrade_container_names(n);
-            let idle = if working.get(n) == Some(&b) { a } else { b };
-            (n.clone(), idle)
+            (n.clone(), hot_containers(pod, n).1)
         })
         .collect()
 }
@@ -271,7 +279,7 @@ pub fn record_inplace_update_state(
         });
     for c in changed {
         let image_id = container_status(pod, c)
-            .and_then(|s| s.image_id.clone())
+            .map(|s| s.image_id.clone())
             .unwrap_or_default();
         entry
             .last_container_statuses
@@ -311,7 +319,7 @@ pub fn is_sidecar_update_completed(
             continue;
         };
         let spec_image = container_image(pod, &cs.name).unwrap_or_default();
-        if cs.image_id.as_deref().unwrap_or_default() == *old && spec_image != cs.image {
+        if cs.image_id == *old && spec_image != cs.image {
             return false;
         }
     }
@@ -355,7 +363,7 @@ pub fn is_state_consistent(ss: &SidecarSet, pod: &Pod, names: Option<&BTreeSet<S
         let Some(st) = container_status(pod, &c.name) else {
             return false;
         };
-        let id = st.image_id.as_deref().unwrap_or_default();
+        let id = st.image_id.as_str();
         let id = id.split_once("://").map_or(id, |(_, rest)| rest);
         if id != want {
             return false;
@@ -372,14 +380,11 @@ pub fn is_state_consistent(ss: &SidecarSet, pod: &Pod, names: Option<&BTreeSet<S
 /// and the pod is running, ready and not being deleted.
 pub fn is_ready(ss: &SidecarSet, pod: &Pod) -> bool {
     let idle = idle_slots(ss, pod);
-    let idle_empty = sidecars(ss)
-        .iter()
-        .filter(|c| c.is_hot_upgrade())
-        .all(|c| {
-            idle.get(&c.container.name)
-                .and_then(|slot| container_image(pod, slot))
-                .is_some_and(|img| img == empty_image(c))
-        });
+    let idle_empty = sidecars(ss).iter().filter(|c| c.is_hot_upgrade()).all(|c| {
+        idle.get(&c.container.name)
+            .and_then(|slot| container_image(pod, slot))
+            .is_some_and(|img| img == empty_image(c))
+    });
     idle_empty && is_running_and_ready(pod)
 }
 
@@ -503,7 +508,7 @@ pub(crate) mod testutil {
         ContainerStatus {
             name: name.into(),
             image: image.into(),
-            image_id: Some(id.into()),
+            image_id: id.into(),
             ready: true,
             ..Default::default()
         }
@@ -551,7 +556,7 @@ pub(crate) mod testutil {
             {
                 if x.name == c {
                     x.image = image.into();
-                    x.image_id = Some(id.into());
+                    x.image_id = id.into();
                 }
             }
             self
@@ -572,12 +577,10 @@ pub(crate) mod testutil {
         /// Marks the pod upgraded by `ss` (hash `bbb`, spec image v2, state records the v1 image ID),
         /// with the container still running v1 (in flight).
         pub fn upgraded_in_flight(self) -> Self {
-            let mut b = self
-                .spec_image("test-sidecar", "test-image:v2")
-                .annotation(
-                    SIDECARSET_HASH,
-                    r#"{"test-sidecarset":{"hash":"bbb","sidecarList":["test-sidecar"]}}"#,
-                );
+            let mut b = self.spec_image("test-sidecar", "test-image:v2").annotation(
+                SIDECARSET_HASH,
+                r#"{"test-sidecarset":{"hash":"bbb","sidecarList":["test-sidecar"]}}"#,
+            );
             let state = record_inplace_update_state(
                 &b.0,
                 "test-sidecarset",
@@ -620,9 +623,9 @@ pub(crate) mod testutil {
                 SIDECARSET_WORKING_HOTUPGRADE_CONTAINER,
                 r#"{"test-sidecar":"test-sidecar-1"}"#,
             );
-            for (k, v) in
-                kruise_webhook::sidecarset::hotupgrade::injection_version_annotations("test-sidecar")
-            {
+            for (k, v) in kruise_webhook::sidecarset::hotupgrade::injection_version_annotations(
+                "test-sidecar",
+            ) {
                 b = b.annotation(&k, &v);
             }
             b
@@ -655,8 +658,16 @@ mod tests {
     fn consistency_follows_recorded_image_id() {
         let ss = mk_ss("bbb", "without-aaa", "test-image:v2");
         assert!(is_state_consistent(&ss, &mk_pod("p").build(), None));
-        assert!(!is_state_consistent(&ss, &mk_pod("p").upgraded_in_flight().build(), None));
-        assert!(is_state_consistent(&ss, &mk_pod("p").upgraded_done().build(), None));
+        assert!(!is_state_consistent(
+            &ss,
+            &mk_pod("p").upgraded_in_flight().build(),
+            None
+        ));
+        assert!(is_state_consistent(
+            &ss,
+            &mk_pod("p").upgraded_done().build(),
+            None
+        ));
         // Image ID unchanged but the runtime reports the new image: completed.
         let p = mk_pod("p")
             .upgraded_in_flight()
@@ -689,7 +700,11 @@ mod tests {
     fn container_count_mismatch_is_inconsistent() {
         let ss = mk_ss("bbb", "without-aaa", "x");
         let mut p = mk_pod("p").build();
-        if let Some(s) = p.status.as_mut().and_then(|s| s.container_statuses.as_mut()) {
+        if let Some(s) = p
+            .status
+            .as_mut()
+            .and_then(|s| s.container_statuses.as_mut())
+        {
             s.pop();
         }
         assert!(!is_state_consistent(&ss, &p, None));

@@ -2,11 +2,11 @@
 //! upgradable, not-yet-updated pods selected by `updateStrategy.selector`, ordered (active-pods order,
 //! then priority, then scatter), cut by `partition` and `maxUnavailable`. Pure.
 
-use super::pod;
+use super::{hotupgrade, pod};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kruise_crds::common::{UpdatePriorityStrategy, UpdateScatterTerm};
-use kruise_crds::sidecarset::SidecarSet;
+use kruise_crds::sidecarset::{SidecarSet, SidecarSetStatus, SidecarSetUpdateStrategyType};
 use kruise_webhook::sidecarset::matching::selector_matches;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +18,47 @@ pub struct UpgradePlan {
     pub upgrade: Vec<String>,
     /// Names of not-updated pods whose non-image sidecar fields changed: they cannot be upgraded.
     pub not_upgradable: Vec<String>,
+}
+
+/// What one reconcile does after the status is written (spec §4.2 steps 5–9).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Round {
+    /// Nothing to change: `NotUpdate`, paused, or every matched pod updated. `in_flight` says whether
+    /// some matched pod is still not updated or not ready (requeue soon rather than resync).
+    Idle {
+        /// Some pod is still behind or not ready.
+        in_flight: bool,
+    },
+    /// Reset the old hot-upgrade slots of these pods (their new container is ready), nothing else.
+    ResetHotSlots(Vec<String>),
+    /// Upgrade (and mark not upgradable) per the plan.
+    Upgrade(UpgradePlan),
+}
+
+/// Decides the round for `ss` (whose status is `status`) over its matched pods.
+pub fn plan_round(ss: &SidecarSet, matched: &[&Pod], status: &SidecarSetStatus) -> Round {
+    let in_flight =
+        status.updated_pods < status.matched_pods || status.ready_pods < status.matched_pods;
+    let strategy = ss.spec.update_strategy.clone().unwrap_or_default();
+    if strategy.type_ == Some(SidecarSetUpdateStrategyType::NotUpdate)
+        || strategy.paused.unwrap_or(false)
+    {
+        return Round::Idle { in_flight: false };
+    }
+    if pod::sidecars(ss).iter().any(|c| c.is_hot_upgrade()) {
+        let resets: Vec<String> = matched
+            .iter()
+            .filter(|p| hotupgrade::ready_to_reset(ss, p))
+            .map(|p| pod::name(p).to_owned())
+            .collect();
+        if !resets.is_empty() {
+            return Round::ResetHotSlots(resets);
+        }
+    }
+    if status.updated_pods >= status.matched_pods {
+        return Round::Idle { in_flight };
+    }
+    Round::Upgrade(next_upgrade_pods(ss, matched))
 }
 
 /// `GetScaledValueFromIntOrPercent`: an int as is; `"n%"` of `total`, rounded up or down. A malformed
@@ -46,10 +87,12 @@ pub fn scaled_value(v: &IntOrString, total: usize, round_up: bool) -> usize {
 pub fn partition_replicas(partition: Option<&IntOrString>, replicas: usize) -> usize {
     let Some(p) = partition else { return 0 };
     let mut v = scaled_value(p, replicas, true);
-    if let IntOrString::String(s) = p {
-        if replicas > 1 && v >= replicas && s != "100%" {
-            v = replicas - 1;
-        }
+    if let IntOrString::String(s) = p
+        && replicas > 1
+        && v >= replicas
+        && s != "100%"
+    {
+        v = replicas - 1;
     }
     v.min(replicas)
 }
@@ -83,7 +126,11 @@ pub fn next_upgrade_pods(ss: &SidecarSet, matched: &[&Pod]) -> UpgradePlan {
     if let Some(prio) = &strategy.priority_strategy {
         priority_sort(prio, matched, &mut wait);
     }
-    if let Some(terms) = strategy.scatter_strategy.as_deref().filter(|t| !t.is_empty()) {
+    if let Some(terms) = strategy
+        .scatter_strategy
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    {
         let terms = expand_scatter_terms(terms, matched);
         wait = scatter_sort(&terms, matched, wait);
     }
@@ -237,13 +284,13 @@ pub fn expand_scatter_terms(terms: &[UpdateScatterTerm], pods: &[&Pod]) -> Vec<U
             continue;
         }
         for p in pods {
-            if let Some(v) = p.metadata.labels.as_ref().and_then(|l| l.get(&t.key)) {
-                if !out.iter().any(|o| o.key == t.key && &o.value == v) {
-                    out.push(UpdateScatterTerm {
-                        key: t.key.clone(),
-                        value: v.clone(),
-                    });
-                }
+            if let Some(v) = p.metadata.labels.as_ref().and_then(|l| l.get(&t.key))
+                && !out.iter().any(|o| o.key == t.key && &o.value == v)
+            {
+                out.push(UpdateScatterTerm {
+                    key: t.key.clone(),
+                    value: v.clone(),
+                });
             }
         }
     }
@@ -284,7 +331,7 @@ fn scatter_sort(terms: &[UpdateScatterTerm], pods: &[&Pod], mut idx: Vec<usize>)
         for o in &mut ordered {
             o.0 = counts[&(o.1.key.clone(), o.1.value.clone())];
         }
-        ordered.sort_by(|a, b| b.0.cmp(&a.0));
+        ordered.sort_by_key(|o| std::cmp::Reverse(o.0));
     }
     for (_, t) in ordered {
         idx = scatter_by_term(t, pods, idx);
@@ -303,7 +350,12 @@ fn scatter_by_term(t: &UpdateScatterTerm, pods: &[&Pod], idx: Vec<usize>) -> Vec
     // The last matching candidate goes to the very end.
     let last = matched.pop();
     let total_matched = total_matched - 1;
-    let g = group_by_density(total_matched, total_unmatched, matched.len(), unmatched.len());
+    let g = group_by_density(
+        total_matched,
+        total_unmatched,
+        matched.len(),
+        unmatched.len(),
+    );
     let mut out = Vec::with_capacity(idx.len());
     if g.unmatched_remainder > 0 {
         let r = g.unmatched_remainder.min(unmatched.len());
@@ -474,6 +526,78 @@ mod tests {
                 "{}",
                 case.name
             );
+        }
+    }
+
+    fn status_of(ss: &SidecarSet, pods: &[&Pod]) -> SidecarSetStatus {
+        super::super::status::calculate_status(ss, pods, "r", None, ts(0))
+    }
+
+    #[test]
+    fn round_table() {
+        let ss = mk_ss("bbb", "without-aaa", "test-image:v2");
+        let behind = [mk_pod("a").build(), mk_pod("b").build()];
+        let behind: Vec<&Pod> = behind.iter().collect();
+        let done = [mk_pod("a").upgraded_done().build()];
+        let done: Vec<&Pod> = done.iter().collect();
+        let flight = [mk_pod("a").upgraded_in_flight().build()];
+        let flight: Vec<&Pod> = flight.iter().collect();
+
+        let mut paused = ss.clone();
+        paused.spec.update_strategy = Some(SidecarSetUpdateStrategy {
+            paused: Some(true),
+            ..Default::default()
+        });
+        let mut not_update = ss.clone();
+        not_update.spec.update_strategy = Some(SidecarSetUpdateStrategy {
+            type_: Some(SidecarSetUpdateStrategyType::NotUpdate),
+            ..Default::default()
+        });
+        let mut hot = mk_ss("bbb", "without-aaa", "v2");
+        make_hot(&mut hot, "empty:1");
+        let hot_ready = [mk_pod("h")
+            .hot("v1", "v2")
+            .annotation(
+                kruise_crds::keys::sidecarset::SIDECARSET_WORKING_HOTUPGRADE_CONTAINER,
+                r#"{"test-sidecar":"test-sidecar-2"}"#,
+            )
+            .build()];
+        let hot_ready: Vec<&Pod> = hot_ready.iter().collect();
+
+        let cases: Vec<(&str, &SidecarSet, &[&Pod], Round)> = vec![
+            ("paused", &paused, &behind, Round::Idle { in_flight: false }),
+            (
+                "not update",
+                &not_update,
+                &behind,
+                Round::Idle { in_flight: false },
+            ),
+            ("all done", &ss, &done, Round::Idle { in_flight: false }),
+            (
+                "updated, restarting",
+                &ss,
+                &flight,
+                Round::Idle { in_flight: true },
+            ),
+            (
+                "behind",
+                &ss,
+                &behind,
+                Round::Upgrade(UpgradePlan {
+                    upgrade: vec!["a".into()],
+                    not_upgradable: vec![],
+                }),
+            ),
+            (
+                "hot reset first",
+                &hot,
+                &hot_ready,
+                Round::ResetHotSlots(vec!["h".into()]),
+            ),
+        ];
+        for (name, ss, pods, want) in cases {
+            let st = status_of(ss, pods);
+            assert_eq!(plan_round(ss, pods, &st), want, "{name}");
         }
     }
 

@@ -78,7 +78,8 @@ impl Target {
         tcp.set_nodelay(true)?;
         let name = ServerName::try_from(self.host.clone())?;
         let tls = self.tls.connect(name, tcp).await?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
         tokio::spawn(conn);
         Ok(sender)
     }
@@ -133,8 +134,10 @@ async fn max_throughput(t: Arc<Target>, requests: usize, concurrency: usize) -> 
     }
     let secs = start.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
-    Ok(json!({"requests": requests, "seconds": secs, "rps": requests as f64 / secs,
-              "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99)}))
+    Ok(
+        json!({"requests": requests, "seconds": secs, "rps": requests as f64 / secs,
+              "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99)}),
+    )
 }
 
 /// Fixed rate: requests scheduled at `rate`/s for `secs`; latency counted from the scheduled time, so
@@ -167,7 +170,9 @@ async fn fixed_rate(t: Arc<Target>, rate: usize, secs: u64, concurrency: usize) 
         lat.extend(w.await??);
     }
     lat.sort_by(f64::total_cmp);
-    Ok(json!({"rate": rate, "requests": total, "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99)}))
+    Ok(
+        json!({"rate": rate, "requests": total, "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99)}),
+    )
 }
 
 async fn measure(t: Arc<Target>, args: &Args) -> Result<Value> {
@@ -175,8 +180,15 @@ async fn measure(t: Arc<Target>, args: &Args) -> Result<Value> {
     max_throughput(t.clone(), 500, args.concurrency).await?;
     let max = max_throughput(t.clone(), args.requests, args.concurrency).await?;
     let mut rates = serde_json::Map::new();
-    for r in args.rates.split(',').filter_map(|r| r.trim().parse::<usize>().ok()) {
-        rates.insert(r.to_string(), fixed_rate(t.clone(), r, args.rate_seconds, args.concurrency * 4).await?);
+    for r in args
+        .rates
+        .split(',')
+        .filter_map(|r| r.trim().parse::<usize>().ok())
+    {
+        rates.insert(
+            r.to_string(),
+            fixed_rate(t.clone(), r, args.rate_seconds, args.concurrency * 4).await?,
+        );
     }
     Ok(json!({"max": max, "fixed_rate": rates}))
 }
@@ -188,11 +200,14 @@ async fn floor_server(cert: &str, key: &str) -> Result<SocketAddr> {
         axum::routing::post(|body: Bytes| async move {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let uid = v["request"]["uid"].clone();
-            axum::Json(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                              "response": {"uid": uid, "allowed": true}}))
+            axum::Json(
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                              "response": {"uid": uid, "allowed": true}}),
+            )
         }),
     );
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     tokio::spawn(axum_server::from_tcp_rustls(listener, tls)?.serve(app.into_make_service()));
     Ok(addr)
@@ -201,7 +216,10 @@ async fn floor_server(cert: &str, key: &str) -> Result<SocketAddr> {
 fn rss_kib(pid: &str) -> Option<(u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |k: &str| {
-        s.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
@@ -218,7 +236,9 @@ async fn main() -> Result<()> {
     for c in CertificateDer::pem_slice_iter(&ca_pem) {
         roots.add(c?)?;
     }
-    let tls_cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let tls_cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_cfg));
 
     // 10 SidecarSets in the webhook's cache; the benchmark pod is selected by one of them.
@@ -232,10 +252,17 @@ async fn main() -> Result<()> {
         }))?;
         let _ = ssapi.delete(name, &DeleteParams::default()).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        ssapi.create(&PostParams::default(), &ss).await.with_context(|| format!("create {name}"))?;
+        ssapi
+            .create(&PostParams::default(), &ss)
+            .await
+            .with_context(|| format!("create {name}"))?;
     }
 
-    let (host, rest) = args.url.trim_start_matches("https://").split_once('/').context("--url needs a path")?;
+    let (host, rest) = args
+        .url
+        .trim_start_matches("https://")
+        .split_once('/')
+        .context("--url needs a path")?;
     let ours = Arc::new(Target {
         addr: host.parse()?,
         host: host.split(':').next().unwrap_or(host).to_string(),
@@ -256,14 +283,24 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let floor_addr = floor_server(env.get("E2E_WEBHOOK_CERT")?, env.get("E2E_WEBHOOK_KEY")?).await?;
-    let floor = Arc::new(Target { addr: floor_addr, host: "127.0.0.1".into(), path: "/mutate-pod".into(), tls: connector });
+    let floor_addr =
+        floor_server(env.get("E2E_WEBHOOK_CERT")?, env.get("E2E_WEBHOOK_KEY")?).await?;
+    let floor = Arc::new(Target {
+        addr: floor_addr,
+        host: "127.0.0.1".into(),
+        path: "/mutate-pod".into(),
+        tls: connector,
+    });
 
     let floor_res = measure(floor, &args).await?;
     let ours_res = measure(ours, &args).await?;
-    let manager_pid = std::fs::read_to_string(format!("{}/pids/manager.pid", env.get("E2E_DIR")?)).ok();
+    let manager_pid =
+        std::fs::read_to_string(format!("{}/pids/manager.pid", env.get("E2E_DIR")?)).ok();
     let rss = manager_pid.as_deref().map(str::trim).and_then(rss_kib);
-    let ratio = |k: &str| ours_res["max"][k].as_f64().unwrap_or(f64::NAN) / floor_res["max"][k].as_f64().unwrap_or(f64::NAN);
+    let ratio = |k: &str| {
+        ours_res["max"][k].as_f64().unwrap_or(f64::NAN)
+            / floor_res["max"][k].as_f64().unwrap_or(f64::NAN)
+    };
     let out = json!({
         "name": "webhook-direct",
         "params": {"requests": args.requests, "concurrency": args.concurrency, "sidecarsets": 10,

@@ -1,0 +1,487 @@
+//! `resourcesPolicy` (spec §2.7): a sidecar's resources computed at pod creation from the pod's
+//! target containers, through OpenKruise's small expression language (`+ - * /`, `max`, `min`,
+//! numbers, percentages and k8s quantities, one variable `cpu` or `memory`).
+
+use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kruise_crds::sidecarset::{ResourceExprs, ResourcesPolicy, TargetContainersMode};
+use regex::Regex;
+use std::collections::{BTreeMap, HashSet};
+
+/// Why a resourcesPolicy cannot be applied or is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourcesError {
+    /// The name regex does not compile.
+    #[error("invalid regex pattern: {0}")]
+    Regex(String),
+    /// No pod container matches the regex (the pod is refused).
+    #[error("no containers match the regex pattern {0:?}")]
+    NoTargets(String),
+    /// An expression does not parse or evaluate.
+    #[error("invalid expression: {0}")]
+    Expression(String),
+}
+
+/// Computes and sets `c.resources` from `policy` over the targets of `pod`: its native-sidecar init
+/// containers and all containers matched by the regex, except names any matched SidecarSet declares.
+pub fn apply_resources_policy(
+    c: &mut Container,
+    policy: &ResourcesPolicy,
+    pod: &Pod,
+    sidecar_names: &HashSet<String>,
+) -> Result<(), ResourcesError> {
+    let pattern = policy
+        .target_containers_name_regex
+        .clone()
+        .unwrap_or_else(|| ".*".to_owned());
+    let re = Regex::new(&pattern).map_err(|e| ResourcesError::Regex(e.to_string()))?;
+    let spec = pod.spec.as_ref();
+    let targets: Vec<&Container> = spec
+        .into_iter()
+        .flat_map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .filter(|i| i.restart_policy.as_deref() == Some("Always"))
+                .chain(s.containers.iter())
+        })
+        .filter(|t| !sidecar_names.contains(&t.name) && re.is_match(&t.name))
+        .collect();
+    if targets.is_empty() {
+        return Err(ResourcesError::NoTargets(pattern));
+    }
+    let mode = policy.target_containers_mode;
+    let mut out = ResourceRequirements::default();
+    for resource in ["cpu", "memory"] {
+        let exprs = &policy.resources_expr;
+        if let Some(expr) = pick(exprs.limits.as_ref(), resource)
+            && let Some(total) = aggregate(&targets, mode, resource, true)?
+        {
+            let v = eval_for(expr, total)?;
+            out.limits
+                .get_or_insert_with(BTreeMap::new)
+                .insert(resource.to_owned(), format_quantity(resource, v));
+        }
+        if let Some(expr) = pick(exprs.requests.as_ref(), resource)
+            && let Some(total) = aggregate(&targets, mode, resource, false)?
+        {
+            let v = eval_for(expr, total)?;
+            out.requests
+                .get_or_insert_with(BTreeMap::new)
+                .insert(resource.to_owned(), format_quantity(resource, v));
+        }
+    }
+    c.resources = Some(out);
+    Ok(())
+}
+
+fn pick<'a>(exprs: Option<&'a ResourceExprs>, resource: &str) -> Option<&'a str> {
+    let e = exprs?;
+    let v = if resource == "cpu" { &e.cpu } else { &e.memory };
+    v.as_deref().filter(|s| !s.is_empty())
+}
+
+/// Sum or max of the targets' limits (`None` = unlimited: some target has no limit) or requests (a
+/// missing request counts as 0).
+fn aggregate(
+    targets: &[&Container],
+    mode: TargetContainersMode,
+    resource: &str,
+    limits: bool,
+) -> Result<Option<f64>, ResourcesError> {
+    let mut acc: f64 = 0.0;
+    for t in targets {
+        let r = t.resources.as_ref();
+        let list = if limits {
+            r.and_then(|r| r.limits.as_ref())
+        } else {
+            r.and_then(|r| r.requests.as_ref())
+        };
+        let v = match list.and_then(|l| l.get(resource)) {
+            Some(q) => parse_quantity(&q.0)?,
+            None if limits => return Ok(None),
+            None => 0.0,
+        };
+        acc = match mode {
+            TargetContainersMode::Sum => acc + v,
+            TargetContainersMode::Max => acc.max(v),
+        };
+    }
+    Ok(Some(acc))
+}
+
+fn eval_for(expr: &str, value: f64) -> Result<f64, ResourcesError> {
+    let var = if expr.contains("memory") {
+        "memory"
+    } else {
+        "cpu"
+    };
+    evaluate(expr, var, value)
+}
+
+/// Renders a computed value: cpu as milli-cores, memory as bytes, in k8s canonical form.
+fn format_quantity(resource: &str, v: f64) -> Quantity {
+    if resource == "cpu" {
+        let milli = (v * 1000.0).round() as i64;
+        if milli % 1000 == 0 {
+            Quantity(decimal_si(milli / 1000))
+        } else {
+            Quantity(format!("{milli}m"))
+        }
+    } else {
+        Quantity(binary_si(v.round() as i64))
+    }
+}
+
+fn decimal_si(mut n: i64) -> String {
+    let suffixes = ["", "k", "M", "G", "T", "P", "E"];
+    let mut i = 0;
+    while n != 0 && n % 1000 == 0 && i + 1 < suffixes.len() {
+        n /= 1000;
+        i += 1;
+    }
+    format!("{n}{}", suffixes[i])
+}
+
+fn binary_si(mut n: i64) -> String {
+    let suffixes = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    let mut i = 0;
+    while n != 0 && n % 1024 == 0 && i + 1 < suffixes.len() {
+        n /= 1024;
+        i += 1;
+    }
+    format!("{n}{}", suffixes[i])
+}
+
+/// Parses a k8s quantity (`50m`, `1.5`, `100Mi`, `2G`, `1e3`) to its value in base units.
+pub fn parse_quantity(s: &str) -> Result<f64, ResourcesError> {
+    let bad = || ResourcesError::Expression(format!("invalid quantity {s:?}"));
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    let base: f64 = num.parse().map_err(|_| bad())?;
+    let mult = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        e if e.starts_with(['e', 'E']) => {
+            let exp: i32 = e[1..].parse().map_err(|_| bad())?;
+            10f64.powi(exp)
+        }
+        _ => return Err(bad()),
+    };
+    Ok(base * mult)
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    Num(f64),
+    Ident(String),
+    Op(char),
+}
+
+fn tokenize(expr: &str) -> Result<Vec<Tok>, ResourcesError> {
+    let bad = |m: &str| ResourcesError::Expression(format!("{expr}: {m}"));
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c.is_ascii_digit() || c == '.' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                i += 1;
+            }
+            let num: String = chars[start..i].iter().collect();
+            let suf_start = i;
+            while i < chars.len() && chars[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            let suffix: String = chars[suf_start..i].iter().collect();
+            if i < chars.len() && chars[i] == '%' && suffix.is_empty() {
+                i += 1;
+                let n: f64 = num.parse().map_err(|_| bad("bad number"))?;
+                out.push(Tok::Num(n / 100.0));
+            } else {
+                out.push(Tok::Num(parse_quantity(&format!("{num}{suffix}"))?));
+            }
+        } else if c.is_ascii_alphabetic() {
+            let start = i;
+            while i < chars.len() && chars[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            out.push(Tok::Ident(chars[start..i].iter().collect()));
+        } else if "+-*/(),".contains(c) {
+            out.push(Tok::Op(c));
+            i += 1;
+        } else {
+            return Err(bad(&format!("unexpected character {c:?}")));
+        }
+    }
+    Ok(out)
+}
+
+struct Parser<'a> {
+    toks: Vec<Tok>,
+    pos: usize,
+    var: &'a str,
+    value: f64,
+    expr: &'a str,
+}
+
+impl Parser<'_> {
+    fn err(&self, m: &str) -> ResourcesError {
+        ResourcesError::Expression(format!("{}: {m}", self.expr))
+    }
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos)
+    }
+    fn eat(&mut self, op: char) -> bool {
+        if self.peek() == Some(&Tok::Op(op)) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn expr(&mut self) -> Result<f64, ResourcesError> {
+        let mut v = self.term()?;
+        loop {
+            if self.eat('+') {
+                v += self.term()?;
+            } else if self.eat('-') {
+                v -= self.term()?;
+            } else {
+                return Ok(v);
+            }
+        }
+    }
+    fn term(&mut self) -> Result<f64, ResourcesError> {
+        let mut v = self.factor()?;
+        loop {
+            if self.eat('*') {
+                v *= self.factor()?;
+            } else if self.eat('/') {
+                let d = self.factor()?;
+                if d == 0.0 {
+                    return Err(self.err("division by zero"));
+                }
+                v /= d;
+            } else {
+                return Ok(v);
+            }
+        }
+    }
+    fn factor(&mut self) -> Result<f64, ResourcesError> {
+        if self.eat('-') {
+            return Ok(-self.factor()?);
+        }
+        if self.eat('(') {
+            let v = self.expr()?;
+            if !self.eat(')') {
+                return Err(self.err("missing ')'"));
+            }
+            return Ok(v);
+        }
+        match self.peek().cloned() {
+            Some(Tok::Num(n)) => {
+                self.pos += 1;
+                Ok(n)
+            }
+            Some(Tok::Ident(id)) => {
+                self.pos += 1;
+                if id == self.var {
+                    return Ok(self.value);
+                }
+                if id != "max" && id != "min" {
+                    return Err(self.err(&format!("unknown identifier {id:?}")));
+                }
+                if !self.eat('(') {
+                    return Err(self.err("expected '('"));
+                }
+                let mut args = vec![self.expr()?];
+                while self.eat(',') {
+                    args.push(self.expr()?);
+                }
+                if !self.eat(')') {
+                    return Err(self.err("missing ')'"));
+                }
+                let fold = if id == "max" { f64::max } else { f64::min };
+                let first = args[0];
+                Ok(args.into_iter().fold(first, fold))
+            }
+            _ => Err(self.err("unexpected end or token")),
+        }
+    }
+}
+
+/// Evaluates `expr` with variable `var` bound to `value`.
+pub fn evaluate(expr: &str, var: &str, value: f64) -> Result<f64, ResourcesError> {
+    let toks = tokenize(expr)?;
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        var,
+        value,
+        expr,
+    };
+    let v = p.expr()?;
+    if p.pos != p.toks.len() {
+        return Err(p.err("trailing input"));
+    }
+    Ok(v)
+}
+
+/// Checks an expression parses (validation): evaluated with the variable set to 1.
+pub fn check_expression(expr: &str) -> Result<(), ResourcesError> {
+    let var = if expr.contains("memory") {
+        "memory"
+    } else {
+        "cpu"
+    };
+    evaluate(expr, var, 1.0).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PodSpec;
+    use kruise_crds::sidecarset::ResourcesExpr;
+
+    fn q(s: &str) -> Quantity {
+        Quantity(s.into())
+    }
+
+    fn app(name: &str, limits: &[(&str, &str)], requests: &[(&str, &str)]) -> Container {
+        let map = |kv: &[(&str, &str)]| {
+            if kv.is_empty() {
+                None
+            } else {
+                Some(kv.iter().map(|(k, v)| ((*k).to_owned(), q(v))).collect())
+            }
+        };
+        Container {
+            name: name.into(),
+            resources: Some(ResourceRequirements {
+                limits: map(limits),
+                requests: map(requests),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn policy(mode: TargetContainersMode, cpu: &str) -> ResourcesPolicy {
+        ResourcesPolicy {
+            target_containers_mode: mode,
+            target_containers_name_regex: None,
+            resources_expr: ResourcesExpr {
+                limits: Some(ResourceExprs {
+                    cpu: Some(cpu.into()),
+                    memory: None,
+                }),
+                requests: Some(ResourceExprs {
+                    cpu: Some(cpu.into()),
+                    memory: Some("memory*50%".into()),
+                }),
+            },
+        }
+    }
+
+    fn pod(containers: Vec<Container>) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                containers,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn expressions() {
+        assert!((evaluate("max(cpu*50%, 50m)", "cpu", 0.2).unwrap() - 0.1).abs() < 1e-9);
+        assert!((evaluate("max(cpu*50%, 50m)", "cpu", 0.05).unwrap() - 0.05).abs() < 1e-9);
+        assert_eq!(evaluate("(1+2)*3 - 4/2", "cpu", 0.0).unwrap(), 7.0);
+        assert_eq!(
+            evaluate("min(memory, 100Mi)", "memory", 1e12).unwrap(),
+            104857600.0
+        );
+        assert!(evaluate("cpu +", "cpu", 1.0).is_err());
+        assert!(evaluate("foo(cpu)", "cpu", 1.0).is_err());
+        assert!(check_expression("max(cpu*50%, 50m)").is_ok());
+    }
+
+    /// e2e worked examples of spec §2.7.
+    #[test]
+    fn e2e_examples() {
+        let p = pod(vec![app(
+            "main",
+            &[("cpu", "200m"), ("memory", "200Mi")],
+            &[("cpu", "50m"), ("memory", "100Mi")],
+        )]);
+        let mut c = Container::default();
+        let pol = policy(TargetContainersMode::Sum, "max(cpu*50%, 50m)");
+        apply_resources_policy(&mut c, &pol, &p, &HashSet::new()).unwrap();
+        let r = c.resources.unwrap();
+        assert_eq!(r.limits.unwrap()["cpu"], q("100m"));
+        let req = r.requests.unwrap();
+        assert_eq!(req["cpu"], q("50m"));
+        assert_eq!(req["memory"], q("50Mi"));
+
+        let p = pod(vec![
+            app("a", &[], &[("cpu", "50m")]),
+            app("b", &[], &[("cpu", "100m")]),
+            app("sidecar", &[], &[("cpu", "4")]),
+        ]);
+        let mut c = Container::default();
+        let names = HashSet::from(["sidecar".to_owned()]);
+        apply_resources_policy(&mut c, &pol, &p, &names).unwrap();
+        let r = c.resources.unwrap();
+        // a target without a cpu limit makes the limit unlimited: no limit is computed
+        assert!(r.limits.is_none());
+        assert_eq!(r.requests.unwrap()["cpu"], q("75m"));
+    }
+
+    #[test]
+    fn no_targets_and_bad_regex() {
+        let p = pod(vec![app("main", &[], &[])]);
+        let mut pol = policy(TargetContainersMode::Max, "cpu");
+        pol.target_containers_name_regex = Some("^envoy$".into());
+        assert_eq!(
+            apply_resources_policy(&mut Container::default(), &pol, &p, &HashSet::new()),
+            Err(ResourcesError::NoTargets("^envoy$".into()))
+        );
+        pol.target_containers_name_regex = Some("(".into());
+        assert!(matches!(
+            apply_resources_policy(&mut Container::default(), &pol, &p, &HashSet::new()),
+            Err(ResourcesError::Regex(_))
+        ));
+    }
+
+    #[test]
+    fn quantity_formats() {
+        assert_eq!(format_quantity("cpu", 1.0), q("1"));
+        assert_eq!(format_quantity("cpu", 0.25), q("250m"));
+        assert_eq!(format_quantity("memory", 1073741824.0), q("1Gi"));
+        assert_eq!(format_quantity("memory", 1000.0), q("1000"));
+        assert_eq!(parse_quantity("1.5Gi").unwrap(), 1.5 * 1073741824.0);
+    }
+}
