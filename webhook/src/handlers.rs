@@ -30,7 +30,9 @@ where
         };
         let mut obj: K = match serde_json::from_value(before.clone()) {
             Ok(o) => o,
-            Err(e) => return deny_invalid(req, format!("cannot read the object: {e}")),
+            // Mutating webhooks run before the schema check: leave a malformed object to the API
+            // server, whose refusal names the field.
+            Err(_) => return resp,
         };
         default(&mut obj, req);
         let after = match serde_json::to_value(&obj) {

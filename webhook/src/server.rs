@@ -169,9 +169,10 @@ pub fn object_as<K: serde::de::DeserializeOwned>(
         None => Ok(None),
         Some(o) => {
             let v = serde_json::to_value(o).map_err(|e| e.to_string())?;
-            serde_json::from_value(v)
+            // name the field that does not fit, e.g. `spec.replicas: invalid type: string "five"`
+            serde_path_to_error::deserialize(v)
                 .map(Some)
-                .map_err(|e| e.to_string())
+                .map_err(|e| format!("{}: {}", e.path(), e.inner()))
         }
     }
 }

@@ -563,14 +563,18 @@ impl<'a> Reconciler<'a> {
         }
         let api: Api<CloneSet> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let body = json!({"apiVersion": API_VERSION, "kind": "CloneSet", "status": status});
-        api.patch_status(
-            &self.cs.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(body),
-        )
-        .await
-        .map_err(kube_err("apply CloneSet status"))?;
-        Ok(())
+        match api
+            .patch_status(
+                &self.cs.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await
+        {
+            // deleted meanwhile: nothing left to report on
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            r => r.map(|_| ()).map_err(kube_err("apply CloneSet status")),
+        }
     }
 
     async fn truncate_pods_to_delete(&self, active: &[&Pod]) -> Result<()> {

@@ -23,7 +23,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -360,11 +360,54 @@ async fn reconcile_node_image(ni: Arc<NodeImage>, ctx: Arc<Ctx>) -> Result<Actio
         };
         secrets_found.insert((ns, n), found);
     }
+    // Completed jobs that the cache still holds may have just been deleted (each controller has its
+    // own watch, so this one can hear of the deletion first): confirm those with the API server.
+    let mut jobs_gone: BTreeSet<(String, String)> = BTreeSet::new();
+    let owners: BTreeSet<(String, String)> = ni
+        .spec
+        .images
+        .iter()
+        .flatten()
+        .flat_map(|(_, i)| &i.tags)
+        .flat_map(|t| t.owner_references.iter().flatten())
+        .filter(|r| r.kind.as_deref() == Some("ImagePullJob"))
+        .map(|r| {
+            (
+                r.namespace.clone().unwrap_or_default(),
+                r.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    for (ns, n) in owners {
+        let cached = ctx.jobs.get(&ObjectRef::new(&n).within(&ns));
+        let completed = cached.as_ref().is_some_and(|j| {
+            j.status
+                .as_ref()
+                .is_some_and(|s| s.completion_time.is_some())
+        });
+        if completed {
+            let api: Api<ImagePullJob> = Api::namespaced(ctx.client.clone(), &ns);
+            let uid = cached.and_then(|j| j.metadata.uid.clone());
+            match api.get_metadata_opt(&n).await {
+                Ok(None) => {
+                    jobs_gone.insert((ns, n));
+                }
+                Ok(Some(live)) if live.metadata.uid != uid => {
+                    jobs_gone.insert((ns, n));
+                }
+                _ => {}
+            }
+        }
+    }
     let labels = node.metadata.labels.clone().unwrap_or_default();
     let spec = ni_plan::maintain_spec(
         &ni,
         &labels,
         |ns, n| match ctx.jobs.get(&ObjectRef::new(n).within(ns)) {
+            // a job being deleted no longer owns tags: its final delete event may reach this
+            // controller before the shared job cache drops it
+            Some(j) if j.metadata.deletion_timestamp.is_some() => Lookup::NotFound,
+            Some(_) if jobs_gone.contains(&(ns.to_string(), n.to_string())) => Lookup::NotFound,
             Some(j) => Lookup::Found(j.metadata.uid.clone().unwrap_or_default()),
             None => Lookup::NotFound,
         },
