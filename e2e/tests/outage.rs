@@ -200,3 +200,129 @@ async fn manager_killed_mid_scale_up_never_creates_extra_pods() -> Result<()> {
     })
     .await
 }
+
+/// Runs alone because the example's SidecarSet (container `sidecar`, selector `app: hotupgrade`)
+/// would conflict with copies of it that other tests create.
+#[tokio::test]
+#[ignore = "serial: uses the OpenKruise example SidecarSet as is; run alone by e2e/cluster test"]
+async fn openkruise_hotupgrade_example_injects_the_pair() -> Result<()> {
+    let Some(env) = env_or_skip("openkruise_hotupgrade_example") else {
+        return Ok(());
+    };
+    if !suite(&env, "openkruise_hotupgrade_example") {
+        return Ok(());
+    }
+    let client = env.client().await?;
+    let node = env
+        .list("E2E_KWOK_NODES")
+        .into_iter()
+        .next()
+        .context("no kwok node")?;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/openkruise-examples.yaml"
+    ))?;
+    let doc = serde_saphyr::from_multiple::<serde_json::Value>(&text)?
+        .into_iter()
+        .find(|d| d["kind"] == "SidecarSet")
+        .context("no SidecarSet in the examples")?;
+    let ss: SidecarSet = serde_json::from_value(doc)?;
+    let sss: Api<SidecarSet> = Api::all(client.clone());
+    let _ = sss
+        .delete("hotupgrade-sidecarset", &DeleteParams::default())
+        .await;
+    sss.create(&PostParams::default(), &ss).await?;
+    let cfgs: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
+        Api::all(client.clone());
+    wait_for(
+        "pod webhook to cover app=hotupgrade",
+        Duration::from_secs(30),
+        || async {
+            let c = cfgs.get("kruise-rs-mutating-webhook-configuration").await?;
+            Ok(serde_json::to_string(&c.webhooks)?
+                .contains("hotupgrade")
+                .then_some(()))
+        },
+    )
+    .await?;
+    let res = with_temp_ns(&client, "example", |client, ns| async move {
+        let pods: Api<Pod> = Api::namespaced(client, &ns);
+        let mut p = pod_on_node("app", &node, "example.test/app:v1", false);
+        p.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("app".into(), "hotupgrade".into());
+        let created = pods.create(&PostParams::default(), &p).await?;
+        let spec = created.spec.clone().unwrap();
+        let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+        ensure!(
+            names == ["sidecar-1", "sidecar-2", "main"],
+            "containers {names:?}"
+        );
+        ensure!(
+            spec.containers[0].image.as_deref() == Some("openkruise/hotupgrade-sample:sidecarv1")
+        );
+        ensure!(spec.containers[1].image.as_deref() == Some("openkruise/hotupgrade-sample:empty"));
+        for c in &spec.containers[..2] {
+            let env: Vec<(String, String)> = c
+                .env
+                .iter()
+                .flatten()
+                .filter_map(|e| {
+                    let path = e
+                        .value_from
+                        .as_ref()?
+                        .field_ref
+                        .as_ref()?
+                        .field_path
+                        .clone();
+                    Some((e.name.clone(), path))
+                })
+                .collect();
+            ensure!(
+                env.contains(&(
+                    "SIDECARSET_VERSION".into(),
+                    format!(
+                        "metadata.annotations['version.sidecarset.kruise.io/{}']",
+                        c.name
+                    )
+                )) && env.contains(&(
+                    "SIDECARSET_VERSION_ALT".into(),
+                    format!(
+                        "metadata.annotations['versionalt.sidecarset.kruise.io/{}']",
+                        c.name
+                    )
+                )),
+                "{} env {env:?}",
+                c.name
+            );
+        }
+        let a = created.metadata.annotations.clone().unwrap_or_default();
+        for (k, v) in [
+            ("version.sidecarset.kruise.io/sidecar-1", "1"),
+            ("versionalt.sidecarset.kruise.io/sidecar-1", "0"),
+            ("version.sidecarset.kruise.io/sidecar-2", "0"),
+            ("versionalt.sidecarset.kruise.io/sidecar-2", "1"),
+            (
+                "kruise.io/sidecarset-working-hotupgrade-container",
+                "{\"sidecar\":\"sidecar-1\"}",
+            ),
+            (
+                "kruise.io/sidecarset-injected-list",
+                "hotupgrade-sidecarset",
+            ),
+        ] {
+            ensure!(
+                a.get(k).map(String::as_str) == Some(v),
+                "annotation {k} = {:?}, want {v}",
+                a.get(k)
+            );
+        }
+        Ok(())
+    })
+    .await;
+    let _ = sss
+        .delete("hotupgrade-sidecarset", &DeleteParams::default())
+        .await;
+    res
+}

@@ -339,3 +339,52 @@ async fn injected_sidecar_runs_on_the_real_node() -> Result<()> {
     delete_sidecarset(&client, &tag).await;
     res
 }
+
+#[tokio::test]
+async fn kubectl_shows_a_readable_refusal() -> Result<()> {
+    let Some(env) = env_or_skip("kubectl_refusal") else {
+        return Ok(());
+    };
+    if !suite_running(&env, "kubectl_refusal") {
+        return Ok(());
+    }
+    let manifest = r#"
+apiVersion: apps.kruise.io/v1alpha1
+kind: SidecarSet
+metadata:
+  name: kubectl-refused
+spec:
+  selector:
+    matchLabels:
+      app: kubectl-refused
+  containers:
+  - name: refused-proxy
+    image: example.test/proxy:v1
+    upgradeStrategy:
+      upgradeType: HotUpgrade
+"#;
+    use std::io::Write;
+    let mut child = std::process::Command::new(env.get("E2E_KUBECTL")?)
+        .args(["--kubeconfig", env.get("KUBECONFIG")?, "apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child.stdin.take().unwrap().write_all(manifest.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        let client = env.client().await?;
+        delete_sidecarset(&client, "kubectl-refused").await;
+    }
+    ensure!(
+        !out.status.success(),
+        "kubectl accepted an invalid SidecarSet"
+    );
+    ensure!(
+        stderr.contains("spec.containers[0].upgradeStrategy.hotUpgradeEmptyImage"),
+        "kubectl's message does not name the field: {stderr}"
+    );
+    eprintln!("kubectl said: {stderr}");
+    Ok(())
+}
