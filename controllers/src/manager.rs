@@ -125,6 +125,48 @@ fn webhook_config(args: &Args) -> kruise_webhook::runtime::Config {
     }
 }
 
+/// A CRD that was just established may still answer 404 for a moment; a controller whose first
+/// list fails that way would wait for its cache forever. List every kind until each answers.
+async fn wait_until_served(client: &Client) -> Result<()> {
+    use kube::api::ListParams;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let lp = ListParams::default().limit(1);
+    loop {
+        let checks = [
+            Api::<kruise_crds::SidecarSet>::all(client.clone())
+                .list_metadata(&lp)
+                .await
+                .err(),
+            Api::<kruise_crds::CloneSet>::all(client.clone())
+                .list_metadata(&lp)
+                .await
+                .err(),
+            Api::<kruise_crds::ImagePullJob>::all(client.clone())
+                .list_metadata(&lp)
+                .await
+                .err(),
+            Api::<kruise_crds::ImageListPullJob>::all(client.clone())
+                .list_metadata(&lp)
+                .await
+                .err(),
+            Api::<kruise_crds::NodeImage>::all(client.clone())
+                .list_metadata(&lp)
+                .await
+                .err(),
+        ];
+        match checks.into_iter().flatten().next() {
+            None => return Ok(()),
+            Some(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(e).context("the kruise-rs kinds are not served");
+            }
+            Some(e) => {
+                tracing::info!(error = %e, "waiting for the kruise-rs kinds to be served");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
 /// Runs the manager until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> Result<()> {
     let client = client(args.kubeconfig.as_ref()).await?;
@@ -141,6 +183,7 @@ pub async fn run(args: Args) -> Result<()> {
             "kruise-rs CRDs missing: {missing:?}; apply crds/manifests/ with --server-side"
         );
     }
+    wait_until_served(&client).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {

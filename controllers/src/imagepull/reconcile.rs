@@ -290,11 +290,20 @@ fn is_conflict(e: &kube::Error) -> bool {
 // Node → NodeImage creation
 
 async fn reconcile_node(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action> {
-    let _ = ctx.node_images.wait_until_ready().await;
+    // Bounded: on a manager's first start in a fresh cluster this wait was seen never to end.
+    let _ = tokio::time::timeout(Duration::from_secs(5), ctx.node_images.wait_until_ready()).await;
     let name = node.name_any();
     let existing = ctx.node_images.get(&ObjectRef::new(&name));
     match ni_plan::plan_lifecycle(Some(&node), existing.as_deref(), Timestamp::now()) {
         Lifecycle::Create => {
+            // the cache may lag (or not have listed yet): ask before creating
+            let live = Api::<NodeImage>::all(ctx.client.clone())
+                .get_metadata_opt(&name)
+                .await
+                .map_err(kube_err(format!("get NodeImage {name}")))?;
+            if live.is_some() {
+                return Ok(Action::await_change());
+            }
             let mut ni = NodeImage::new(&name, NodeImageSpec::default());
             ni.metadata.labels = node.metadata.labels.clone();
             let api: Api<NodeImage> = Api::all(ctx.client.clone());
@@ -1061,6 +1070,14 @@ mod tests {
             ..Default::default()
         });
         let server = tokio::spawn(async move {
+            expect(
+                &mut handle,
+                "GET",
+                "/apis/apps.kruise.io/v1alpha1/nodeimages/n1",
+                404,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+            )
+            .await;
             let sent = expect(
                 &mut handle,
                 "POST",
