@@ -198,7 +198,7 @@ pub async fn run(
     let mut applied: Option<(String, PodMatch)> = None;
     let mut shutdown = Box::pin(shutdown);
     let mut renew = tokio::time::interval(Duration::from_secs(3600));
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     // Re-apply now and then even when nothing changed here, to undo edits made by hand.
     let mut resync = tokio::time::interval(Duration::from_secs(60));
     loop {
