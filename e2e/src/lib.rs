@@ -227,3 +227,39 @@ pub fn image_id(pod: &Pod, container: &str) -> Option<String> {
 pub fn name_of<K: ResourceExt>(o: &K) -> String {
     o.name_any()
 }
+
+/// Name of the MutatingWebhookConfiguration kruise-manager keeps.
+pub const MUTATING_CONFIGURATION: &str = "kruise-rs-mutating-webhook-configuration";
+
+/// Waits until the pod webhook's configuration mentions `needle` (a SidecarSet's selector value):
+/// pods created before that are not sent to the webhook.
+pub async fn wait_pod_webhook_covers(client: &Client, needle: &str) -> Result<()> {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    let cfgs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    wait_for(
+        &format!("the pod webhook to cover {needle}"),
+        Duration::from_secs(30),
+        || async {
+            let c = cfgs.get_opt(MUTATING_CONFIGURATION).await?;
+            let covered = c
+                .map(|c| serde_json::to_string(&c.webhooks))
+                .transpose()?
+                .is_some_and(|s| s.contains(needle));
+            Ok(covered.then_some(()))
+        },
+    )
+    .await
+}
+
+/// Creates `ss` and waits until the pod webhook covers `needle`.
+pub async fn create_sidecarset_and_wait(
+    client: &Client,
+    ss: &kruise_crds::SidecarSet,
+    needle: &str,
+) -> Result<()> {
+    Api::<kruise_crds::SidecarSet>::all(client.clone())
+        .create(&PostParams::default(), ss)
+        .await
+        .context("create SidecarSet")?;
+    wait_pod_webhook_covers(client, needle).await
+}

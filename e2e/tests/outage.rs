@@ -75,20 +75,7 @@ async fn hung_webhook_blocks_only_pods_a_sidecarset_selects() -> Result<()> {
                  "containers": [{"name": "outage-agent", "image": "example.test/agent:v1"}]}
     }))?;
     let sss: Api<SidecarSet> = Api::all(client.clone());
-    sss.create(&PostParams::default(), &ss).await?;
-    let cfgs: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
-        Api::all(client.clone());
-    wait_for(
-        "pod webhook to cover the SidecarSet",
-        Duration::from_secs(30),
-        || async {
-            let c = cfgs.get("kruise-rs-mutating-webhook-configuration").await?;
-            Ok(serde_json::to_string(&c.webhooks)?
-                .contains(&name)
-                .then_some(()))
-        },
-    )
-    .await?;
+    kruise_e2e::create_sidecarset_and_wait(&client, &ss, &name).await?;
     let res = with_temp_ns(&client, "outage", |client, ns| {
         let (name, node, env) = (name.clone(), node.clone(), env.clone());
         async move {
@@ -231,20 +218,7 @@ async fn openkruise_hotupgrade_example_injects_the_pair() -> Result<()> {
     let _ = sss
         .delete("hotupgrade-sidecarset", &DeleteParams::default())
         .await;
-    sss.create(&PostParams::default(), &ss).await?;
-    let cfgs: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
-        Api::all(client.clone());
-    wait_for(
-        "pod webhook to cover app=hotupgrade",
-        Duration::from_secs(30),
-        || async {
-            let c = cfgs.get("kruise-rs-mutating-webhook-configuration").await?;
-            Ok(serde_json::to_string(&c.webhooks)?
-                .contains("hotupgrade")
-                .then_some(()))
-        },
-    )
-    .await?;
+    kruise_e2e::create_sidecarset_and_wait(&client, &ss, "hotupgrade").await?;
     let res = with_temp_ns(&client, "example", |client, ns| async move {
         let pods: Api<Pod> = Api::namespaced(client, &ns);
         let mut p = pod_on_node("app", &node, "example.test/app:v1", false);

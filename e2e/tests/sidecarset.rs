@@ -16,22 +16,8 @@ async fn setup(client: &Client, name: &str, spec: serde_json::Value) -> Result<(
     let ss: SidecarSet = serde_json::from_value(json!({
         "apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": name}, "spec": spec
     }))?;
-    Api::<SidecarSet>::all(client.clone())
-        .create(&PostParams::default(), &ss)
-        .await?;
     // the pod webhook must cover the new selector before pods are created
-    let cfgs: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
-        Api::all(client.clone());
-    wait_for(
-        "pod webhook to cover the SidecarSet",
-        Duration::from_secs(30),
-        || async {
-            let c = cfgs.get("kruise-rs-mutating-webhook-configuration").await?;
-            let ok = serde_json::to_string(&c.webhooks)?.contains(name);
-            Ok(ok.then_some(()))
-        },
-    )
-    .await
+    kruise_e2e::create_sidecarset_and_wait(client, &ss, name).await
 }
 
 fn sidecar_image(p: &Pod, name: &str) -> Option<String> {

@@ -4,10 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use anyhow::{Context, Result, ensure};
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Pod;
 use kruise_crds::SidecarSet;
-use kruise_e2e::{Env, env_or_skip, pod_on_node, wait_for, wait_running, with_temp_ns};
+use kruise_e2e::{Env, env_or_skip, pod_on_node, wait_running, with_temp_ns};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
@@ -31,29 +30,7 @@ fn sidecarset(name: &str, spec: serde_json::Value) -> SidecarSet {
 
 /// Creates the SidecarSet and waits until the pod webhook's match condition covers `label_value`.
 async fn create_sidecarset(client: &Client, ss: &SidecarSet, label_value: &str) -> Result<()> {
-    Api::<SidecarSet>::all(client.clone())
-        .create(&PostParams::default(), ss)
-        .await
-        .context("create SidecarSet")?;
-    let cfgs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    wait_for(
-        "the pod webhook to match the new SidecarSet",
-        Duration::from_secs(30),
-        || async {
-            let c = cfgs
-                .get_opt("kruise-rs-mutating-webhook-configuration")
-                .await?;
-            let covered = c
-                .and_then(|c| c.webhooks)
-                .unwrap_or_default()
-                .iter()
-                .filter(|w| w.name == "mpod.kb.io")
-                .flat_map(|w| w.match_conditions.clone().unwrap_or_default())
-                .any(|m| m.expression.contains(label_value));
-            Ok(covered.then_some(()))
-        },
-    )
-    .await
+    kruise_e2e::create_sidecarset_and_wait(client, ss, label_value).await
 }
 
 async fn delete_sidecarset(client: &Client, name: &str) {

@@ -92,7 +92,7 @@ fn roll(seed: &str) -> f64 {
 /// The pod webhook: SidecarSet injection at CREATE (sidecarset.md §2). Pods no SidecarSet selects
 /// come back unchanged (and, through `matchConditions`, are normally never sent here).
 pub fn pod_injector(caches: Caches) -> Arc<dyn Admit> {
-    use crate::sidecarset::{InjectInput, inject};
+    use crate::sidecarset::{InjectInput, inject, pod_selector_matches};
     use k8s_openapi::api::core::v1::{Namespace, Pod};
     use kube::core::PartialObjectMeta;
     use kube::runtime::reflector::ObjectRef;
@@ -120,24 +120,39 @@ pub fn pod_injector(caches: Caches) -> Arc<dyn Admit> {
         {
             pod.metadata.namespace = Some(ns.clone());
         }
-        let mut sidecar_sets: Vec<_> = caches
-            .sidecarsets
-            .state()
-            .iter()
-            .map(|s| (**s).clone())
-            .collect();
-        sidecar_sets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let namespace_labels = caches
             .namespaces
             .get(&ObjectRef::<PartialObjectMeta<Namespace>>::new(&ns))
             .and_then(|n| n.metadata.labels.clone())
             .unwrap_or_default();
-        let revisions: Vec<_> = caches
-            .revisions
+        // Hot path: copy only the SidecarSets that select this pod (inject matches them again), and
+        // the revisions only when one of those pins a revision.
+        let pod_labels = pod.metadata.labels.clone().unwrap_or_default();
+        let mut sidecar_sets: Vec<_> = caches
+            .sidecarsets
             .state()
             .iter()
-            .map(|r| (**r).clone())
+            .filter(|s| pod_selector_matches(s, &ns, &pod_labels, &namespace_labels))
+            .map(|s| (**s).clone())
             .collect();
+        sidecar_sets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let pins_revision = sidecar_sets.iter().any(|s| {
+            s.spec
+                .injection_strategy
+                .as_ref()
+                .and_then(|i| i.revision.as_ref())
+                .is_some()
+        });
+        let revisions: Vec<_> = if pins_revision {
+            caches
+                .revisions
+                .state()
+                .iter()
+                .map(|r| (**r).clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let now = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string();

@@ -117,26 +117,9 @@ pub fn instance_id(pod: &Pod) -> Option<&str> {
     label(pod, ck::INSTANCE_ID_LABEL)
 }
 
-/// Whether `labels` satisfy a label selector (matchLabels and matchExpressions). An empty selector
-/// matches everything; an unknown operator matches nothing.
-pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let ml = sel
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    ml && sel.match_expressions.iter().flatten().all(|e| {
-        let vals = e.values.as_deref().unwrap_or_default();
-        let got = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => got.is_some_and(|g| vals.contains(g)),
-            "NotIn" => got.is_none_or(|g| !vals.contains(g)),
-            "Exists" => got.is_some(),
-            "DoesNotExist" => got.is_none(),
-            _ => false,
-        }
-    })
-}
+/// Whether `labels` satisfy a label selector: the webhook's matcher (`LabelSelectorAsSelector`
+/// semantics), shared so admission and reconcile never disagree.
+pub use kruise_webhook::sidecarset::matching::selector_matches;
 
 /// A pod's labels (empty map if none).
 pub fn labels(pod: &Pod) -> BTreeMap<String, String> {

@@ -144,24 +144,6 @@ fn validate_selector(sel: &LabelSelector, path: &str) -> Vec<FieldError> {
     errs
 }
 
-fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    sel.match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v))
-        && sel.match_expressions.iter().flatten().all(|e| {
-            let vals = e.values.as_deref().unwrap_or_default();
-            let got = labels.get(&e.key);
-            match e.operator.as_str() {
-                "In" => got.is_some_and(|g| vals.contains(g)),
-                "NotIn" => got.is_none_or(|g| !vals.contains(g)),
-                "Exists" => got.is_some(),
-                "DoesNotExist" => got.is_none(),
-                _ => false,
-            }
-        })
-}
-
 fn validate_template(t: &PodTemplateSpec, vct_names: &BTreeSet<String>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let Some(spec) = t.spec.as_ref() else {
@@ -365,7 +347,7 @@ fn validate_spec(spec: &CloneSetSpec) -> Vec<FieldError> {
         .as_ref()
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    if sel_ok && !selector_matches(&spec.selector, &tlabels) {
+    if sel_ok && !crate::sidecarset::matching::selector_matches(&spec.selector, &tlabels) {
         errs.push(FieldError::invalid(
             "spec.template.metadata.labels",
             format!("{tlabels:?}"),
