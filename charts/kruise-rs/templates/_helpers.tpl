@@ -17,3 +17,9 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* KUBERNETES_SERVICE_HOST/PORT overrides when the pods cannot reach the kubernetes Service. */}}
+{{- define "kruise-rs.apiServerEnv" -}}
+- {name: KUBERNETES_SERVICE_HOST, value: {{ .Values.apiServer.host | quote }}}
+- {name: KUBERNETES_SERVICE_PORT, value: {{ .Values.apiServer.port | default "443" | quote }}}
+{{- end -}}
