@@ -2,7 +2,11 @@
 """Builds OCI image layouts with no container engine.
 
 usage: build-oci.py OUT_DIR                      the e2e test images, from the host's busybox-static
-       build-oci.py --binary NAME PATH TAG OUT   an image of one binary (kruise-manager, kruise-daemon)
+       build-oci.py --binary NAME PATH TAG OUT [--version-file]
+                                                 an image of one binary (kruise-manager, kruise-daemon,
+                                                 hotupgrade-sample); --version-file adds
+                                                 /etc/kruise-rs-version holding TAG, so each tag of the
+                                                 same binary gets its own digest (hot-upgrade v1, v2, ...)
 
 Writes OUT_DIR/<name>/ (an OCI image layout, one tag each) for:
   sleeper:v1, sleeper:v2  busybox; the tags differ in /etc/kruise-rs-version, so their digests differ
@@ -85,8 +89,9 @@ def image(out, tag, layers, entrypoint, labels):
     print(f"{os.path.basename(out)}:{tag} {mdg}")
 
 
-def binary_entries(name, path):
-    """The binary at /usr/local/bin/NAME, the shared libraries ldd lists for it, and a non-root user."""
+def binary_entries(name, path, version=None):
+    """The binary at /usr/local/bin/NAME, the shared libraries ldd lists for it, and a non-root user;
+    with VERSION, also /etc/kruise-rs-version holding it."""
     out = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
     libs = []
     for line in out.splitlines():
@@ -111,11 +116,13 @@ def binary_entries(name, path):
     e += [("etc/passwd", "file", b"root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n", 0o644),
           ("etc/group", "file", b"root:x:0:\nnonroot:x:65532:\n", 0o644),
           ("tmp", "dir", None, 0o1777)]
+    if version is not None:
+        e.append(("etc/kruise-rs-version", "file", version.encode() + b"\n", 0o644))
     return e
 
 
-def binary_image(name, path, tag, out):
-    layer = tar_layer(binary_entries(name, path))
+def binary_image(name, path, tag, out, version_file=False):
+    layer = tar_layer(binary_entries(name, path, tag if version_file else None))
     os.makedirs(out, exist_ok=True)
     image(out, tag, [layer], [f"/usr/local/bin/{name}"], {"org.opencontainers.image.title": name})
     # run as the non-root user
@@ -135,8 +142,11 @@ def binary_image(name, path, tag, out):
 
 
 def main():
-    if len(sys.argv) == 6 and sys.argv[1] == "--binary":
-        binary_image(*sys.argv[2:])
+    if len(sys.argv) >= 2 and sys.argv[1] == "--binary":
+        args = [a for a in sys.argv[2:] if a != "--version-file"]
+        if len(args) != 4:
+            sys.exit("usage: build-oci.py --binary NAME PATH TAG OUT [--version-file]")
+        binary_image(*args, version_file="--version-file" in sys.argv[2:])
         return
     out = sys.argv[1]
     base = {}
