@@ -300,3 +300,170 @@ async fn openkruise_hotupgrade_example_injects_the_pair() -> Result<()> {
         .await;
     res
 }
+
+/// A standby kruise-manager (a second replica: controllers behind the same Lease, no webhook).
+/// Killed when dropped.
+struct Standby(std::process::Child);
+impl Drop for Standby {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn lease_holder(env: &Env) -> Result<String> {
+    let out = std::process::Command::new(env.get("E2E_KUBECTL")?)
+        .env("KUBECONFIG", env.get("KUBECONFIG")?)
+        .args([
+            "-n",
+            "kruise-system",
+            "get",
+            "lease",
+            "kruise-rs-manager",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Two replicas: `kill -9` of the leader in the middle of a CloneSet rollout → the standby takes the
+/// Lease and finishes the rollout; every pod is replaced exactly once (none duplicated, none lost).
+/// The takeover time is printed (the issue's target is 15 s); the test asserts behaviour only.
+#[tokio::test]
+#[ignore = "disruptive: kills the manager; run alone by e2e/cluster test"]
+async fn leader_killed_mid_rollout_standby_takes_over_and_finishes() -> Result<()> {
+    let Some(env) = env_or_skip("leader_failover") else {
+        return Ok(());
+    };
+    if !suite(&env, "leader_failover") {
+        return Ok(());
+    }
+    let client: Client = env.client().await?;
+    let leader_pid = manager_pid(&env)?;
+    wait_for(
+        "the suite's manager to hold the Lease",
+        Duration::from_secs(60),
+        || async {
+            Ok(lease_holder(&env)?
+                .ends_with(&format!("-{leader_pid}"))
+                .then_some(()))
+        },
+    )
+    .await?;
+    let log = std::fs::File::create(format!("{}/logs/manager-standby.log", env.get("E2E_DIR")?))?;
+    let standby = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/release/kruise-manager"
+    ))
+    .args([
+        "--kubeconfig",
+        env.get("KUBECONFIG")?,
+        "--namespace",
+        "kruise-system",
+        "--health-addr",
+        "127.0.0.1:8001",
+        "--disable-webhook",
+    ])
+    .stdout(log.try_clone()?)
+    .stderr(log)
+    .spawn()
+    .context("start the standby manager")?;
+    let standby_pid = standby.id();
+    let standby = Standby(standby);
+    let res = with_temp_ns(&client, "failover", |client, ns| {
+        let env = env.clone();
+        async move {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            let seen = Arc::new(Mutex::new(BTreeSet::<String>::new()));
+            let seen_w = seen.clone();
+            let watch = tokio::spawn(
+                watcher(pods.clone(), watcher::Config::default()).applied_objects().for_each(move |p| {
+                    if let Ok(p) = p {
+                        seen_w.lock().unwrap().insert(p.metadata.uid.unwrap_or_default());
+                    }
+                    futures::future::ready(())
+                }),
+            );
+            let replicas = 40;
+            let image = |tag: &str| format!("example.test/app:{tag}");
+            let cs: CloneSet = serde_json::from_value(json!({
+                "apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet", "metadata": {"name": "failover"},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "failover"}},
+                         "updateStrategy": {"type": "ReCreate", "maxUnavailable": 2},
+                         "template": {"metadata": {"labels": {"app": "failover"}},
+                                      "spec": {"nodeSelector": {"type": "kwok"},
+                                               "containers": [{"name": "main", "image": image("v1")}]}}}
+            }))?;
+            let sets: Api<CloneSet> = Api::namespaced(client.clone(), &ns);
+            sets.create(&PostParams::default(), &cs).await?;
+            let running = |list: &[Pod], img: &str| {
+                list.iter()
+                    .filter(|p| {
+                        p.metadata.deletion_timestamp.is_none()
+                            && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                            && p.spec.as_ref().is_some_and(|s| s.containers[0].image.as_deref() == Some(img))
+                    })
+                    .count()
+            };
+            wait_for("40 pods Running on v1", Duration::from_secs(180), || async {
+                let list = pods.list(&ListParams::default()).await?.items;
+                Ok((running(&list, &image("v1")) == replicas).then_some(()))
+            })
+            .await?;
+            let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "main", "image": image("v2")}]}}}});
+            sets.patch("failover", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+                .await?;
+            wait_for("the rollout under way", Duration::from_secs(60), || async {
+                let list = pods.list(&ListParams::default()).await?.items;
+                Ok((running(&list, &image("v2")) >= 4).then_some(()))
+            })
+            .await?;
+            cluster(&["suite", "kill-manager"])?;
+            let killed = Instant::now();
+            let at_kill = running(&pods.list(&ListParams::default()).await?.items, &image("v2"));
+            wait_for("the standby to take the Lease", Duration::from_secs(60), || async {
+                Ok(lease_holder(&env)?.ends_with(&format!("-{standby_pid}")).then_some(()))
+            })
+            .await?;
+            let takeover = killed.elapsed().as_secs_f64();
+            wait_for("all 40 pods Running on v2", Duration::from_secs(240), || async {
+                let list = pods.list(&ListParams::default()).await?.items;
+                let live = list.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).count();
+                Ok((running(&list, &image("v2")) == replicas && live == replicas).then_some(()))
+            })
+            .await?;
+            let finished = killed.elapsed().as_secs_f64();
+            tokio::time::sleep(Duration::from_secs(3)).await; // anything extra would show up now
+            let live = pods.list(&ListParams::default()).await?.items.len();
+            let ever = seen.lock().unwrap().len();
+            watch.abort();
+            println!(
+                "leader killed with {at_kill}/{replicas} pods on v2; standby leads after {takeover:.1} s; \
+                 rollout finished {finished:.1} s after the kill; {live} live, {ever} ever created (want {})",
+                2 * replicas
+            );
+            ensure!(at_kill < replicas, "the leader was killed after the rollout had finished");
+            ensure!(live == replicas, "{live} pods live, {replicas} wanted");
+            ensure!(ever == 2 * replicas, "{ever} pods ever created; each of {replicas} replaced once = {}", 2 * replicas);
+            Ok(())
+        }
+    })
+    .await;
+    // the suite's manager comes back as the follower; stopping the standby hands it the Lease
+    let restart = cluster(&["suite", "start-manager"]);
+    drop(standby);
+    let new_pid = manager_pid(&env)?;
+    wait_for(
+        "the suite's manager to lead again",
+        Duration::from_secs(60),
+        || async {
+            Ok(lease_holder(&env)?
+                .ends_with(&format!("-{new_pid}"))
+                .then_some(()))
+        },
+    )
+    .await?;
+    restart?;
+    res
+}
