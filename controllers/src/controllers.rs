@@ -22,12 +22,15 @@ pub type Starter = Box<
 >;
 
 /// The controllers kruise-manager runs, by name.
-pub fn all(args: &Args) -> Vec<(&'static str, Starter)> {
+pub fn all(args: &Args) -> Result<Vec<(&'static str, Starter)>> {
     let namespace = args.namespace.clone();
-    vec![
+    let gates = crate::cloneset::Gates::default()
+        .with_feature_gates(&args.feature_gates)
+        .context("--feature-gates")?;
+    Ok(vec![
         (
             "cloneset",
-            Box::new(|c, m, s| Box::pin(crate::cloneset::run(c, m, s))),
+            Box::new(move |c, m, s| Box::pin(crate::cloneset::run_with(c, m, gates, s))),
         ),
         (
             "sidecarset",
@@ -45,7 +48,7 @@ pub fn all(args: &Args) -> Vec<(&'static str, Starter)> {
                 })
             }),
         ),
-    ]
+    ])
 }
 
 /// Spawns the leader-elected controllers into `tasks`. The task ends with an error when leadership
@@ -60,7 +63,13 @@ pub fn spawn_all<S, F>(
     S: Fn() -> F,
     F: Future<Output = ()> + Send + 'static,
 {
-    let starters = all(args);
+    let starters = match all(args) {
+        Ok(s) => s,
+        Err(e) => {
+            tasks.spawn(async move { Err(e) });
+            return;
+        }
+    };
     if starters.is_empty() {
         return;
     }

@@ -66,6 +66,10 @@ pub struct Args {
     /// Namespaces never injected (besides kube-system, kube-public, kube-node-lease and our own).
     #[arg(long = "exclude-namespace")]
     pub exclude_namespaces: Vec<String>,
+    /// OpenKruise's feature gates, `Name=true,Other=false` (e.g.
+    /// `PreDownloadImageForInPlaceUpdate=true`, `AllAlpha=true`); unknown names are ignored.
+    #[arg(long, env = "KRUISE_FEATURE_GATES", default_value = "")]
+    pub feature_gates: String,
 }
 
 /// Builds a client from `kubeconfig`, or from the environment when `None`.
@@ -192,6 +196,10 @@ pub async fn run(args: Args) -> Result<()> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+    // a bad --feature-gates is refused at start, not when this replica first leads
+    crate::cloneset::Gates::default()
+        .with_feature_gates(&args.feature_gates)
+        .context("--feature-gates")?;
     let ready = Readiness::default();
     let metrics = crate::metrics::Metrics::new();
     let mut tasks = tokio::task::JoinSet::new();

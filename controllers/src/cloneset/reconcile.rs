@@ -8,7 +8,7 @@ use super::revision::{self, UpdateRevisionAction};
 use super::scale::{ScalePlan, plan_scale};
 use super::status::{StatusInput, compute_status, needs_write};
 use super::update::{self, PodWrite, UpdateAction, UpdatePlan, plan_refresh, plan_update};
-use super::{Error, Gates, Result, inplace, lifecycle, podutil};
+use super::{Error, Gates, Result, inplace, lifecycle, podutil, predownload};
 use crate::metrics::Metrics;
 use futures::{StreamExt, future::join_all};
 use jiff::Timestamp;
@@ -16,7 +16,9 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kruise_crds::keys::cloneset as ck;
-use kruise_crds::{API_VERSION, CloneSet, CloneSetSpec, CloneSetStatus, FIELD_MANAGER, GROUP};
+use kruise_crds::{
+    API_VERSION, CloneSet, CloneSetSpec, CloneSetStatus, FIELD_MANAGER, GROUP, ImagePullJob,
+};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -38,6 +40,9 @@ pub struct Context {
     pods: Store<Pod>,
     pvcs: Store<PersistentVolumeClaim>,
     revisions: Store<ControllerRevision>,
+    /// ImagePullJobs created for workloads (label `controller.kubernetes.io/hash`); only watched
+    /// when image pre-download is on.
+    jobs: Option<Store<ImagePullJob>>,
     expectations: Expectations,
     recorder: Recorder,
     metrics: Metrics,
@@ -66,13 +71,17 @@ fn owned_by(meta: &ObjectMeta, ns: &str, uid: &str) -> bool {
         && meta.owner_references.iter().flatten().any(|o| o.uid == uid)
 }
 
-/// Runs the CloneSet controller until `shutdown` resolves.
+/// Runs the CloneSet controller until `shutdown` resolves, with the feature gates named in
+/// [`super::FEATURE_GATES_ENV`] (all off when unset); kruise-manager passes its `--feature-gates`
+/// to [`run_with`].
 pub async fn run(
     client: Client,
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    run_with(client, metrics, Gates::default(), shutdown).await
+    let gates = Gates::default()
+        .with_feature_gates(&std::env::var(super::FEATURE_GATES_ENV).unwrap_or_default())?;
+    run_with(client, metrics, gates, shutdown).await
 }
 
 /// [`run`] with explicit feature switches.
@@ -114,12 +123,30 @@ pub async fn run_with(
     .modify(|r: &mut ControllerRevision| r.metadata.managed_fields = None)
     .reflect(rev_w)
     .touched_objects();
+    // Jobs only feed the cache: their changes need no reconcile of the owner.
+    let jobs = if gates.predownload_image {
+        let (store, w) = reflector::store::<ImagePullJob>();
+        let stream = watcher(
+            Api::<ImagePullJob>::all(client.clone()),
+            watcher::Config::default().labels(ck::REVISION_SHORT_HASH_LABEL),
+        )
+        .default_backoff()
+        .modify(|j: &mut ImagePullJob| j.metadata.managed_fields = None)
+        .reflect(w)
+        .applied_objects();
+        tokio::spawn(stream.for_each(|_| async {}));
+        tracing::info!("image pre-download for in-place updates is on");
+        Some(store)
+    } else {
+        None
+    };
 
     let ctx = Arc::new(Context {
         client: client.clone(),
         pods,
         pvcs,
         revisions,
+        jobs,
         expectations: Expectations::default(),
         recorder: Recorder::new(
             client.clone(),
@@ -164,6 +191,10 @@ pub async fn reconcile(cs: Arc<CloneSet>, ctx: Arc<Context>) -> Result<Action> {
         ctx.pods.wait_until_ready().await.is_ok()
             && ctx.pvcs.wait_until_ready().await.is_ok()
             && ctx.revisions.wait_until_ready().await.is_ok()
+            && match &ctx.jobs {
+                Some(j) => j.wait_until_ready().await.is_ok(),
+                None => true,
+            }
     };
     if !tokio::time::timeout(Duration::from_secs(10), ready)
         .await
@@ -367,6 +398,14 @@ impl<'a> Reconciler<'a> {
         // The live template is the update revision's, whatever the stored copy decodes to.
         templates.insert(update_rev.clone(), cs.spec.template.clone());
 
+        // 3b. Warm the new images on the nodes of old pods (when enabled).
+        if let Some(rev) = revs
+            .iter()
+            .find(|r| r.metadata.name.as_deref() == Some(update_rev.as_str()))
+        {
+            self.predownload(&current_rev, rev, &templates).await;
+        }
+
         // 4. Sync: scale, or (when scale had nothing to do) refresh and update.
         let gates = self.ctx.gates;
         let mut input = StatusInput {
@@ -454,6 +493,101 @@ impl<'a> Reconciler<'a> {
             Some(s) => Action::requeue(Duration::from_secs(u64::try_from(s.max(1)).unwrap_or(1))),
             None => Action::requeue(Duration::from_secs(300)),
         })
+    }
+
+    /// Applies the pre-download plan. Failures are logged and evented, never fail the reconcile
+    /// (pre-download only speeds the update up); a revision is labelled `pre-predownload-created`
+    /// only once all of its jobs exist, so a failed creation is retried.
+    async fn predownload(
+        &self,
+        current: &str,
+        update: &ControllerRevision,
+        templates: &BTreeMap<String, PodTemplateSpec>,
+    ) {
+        let Some(store) = &self.ctx.jobs else { return };
+        let owned: Vec<String> = store
+            .state()
+            .iter()
+            .filter(|j| {
+                j.metadata.namespace.as_deref() == Some(self.ns.as_str())
+                    && predownload::owned_by(j, &self.uid)
+            })
+            .filter_map(|j| j.metadata.name.clone())
+            .collect();
+        let plan = predownload::plan(&predownload::Observed {
+            cs: self.cs,
+            current,
+            update,
+            templates,
+            owned_jobs: &owned,
+        });
+        let jobs_api: Api<ImagePullJob> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let revs_api: Api<ControllerRevision> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let label = |revision: String, key: &'static str| {
+            let revs_api = revs_api.clone();
+            async move {
+                let patch = predownload::revision_label_patch(key);
+                if let Err(err) = revs_api
+                    .patch(&revision, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                {
+                    tracing::warn!(cloneset = %self.key, %revision, %err, "label revision for pre-download");
+                }
+            }
+        };
+        match plan {
+            predownload::Plan::Idle => {}
+            predownload::Plan::Wait { ready, want } => {
+                tracing::debug!(cloneset = %self.key, ready, want, "pre-download waits for updated ready pods");
+            }
+            predownload::Plan::Ignore { revision, why } => {
+                tracing::debug!(cloneset = %self.key, %revision, why, "no image pre-download");
+                label(revision, ck::IMAGE_PREDOWNLOAD_IGNORED_LABEL).await;
+            }
+            predownload::Plan::Create { revision, jobs } => {
+                let mut all_ok = true;
+                for job in jobs {
+                    let name = job.metadata.name.clone().unwrap_or_default();
+                    match jobs_api.create(&PostParams::default(), &job).await {
+                        Ok(_) => {
+                            self.event(
+                                false,
+                                predownload::EVENT_CREATED_JOB,
+                                format!(
+                                    "created ImagePullJob {name} for image: {}",
+                                    job.spec.image
+                                ),
+                            )
+                            .await;
+                        }
+                        Err(e) if is_conflict_or_exists(&e, 409) => {}
+                        Err(e) => {
+                            all_ok = false;
+                            self.event(
+                                false,
+                                predownload::EVENT_FAILED_CREATE_JOB,
+                                format!("failed to create ImagePullJob {name}: {e}"),
+                            )
+                            .await;
+                        }
+                    }
+                }
+                if all_ok {
+                    label(revision, ck::IMAGE_PREDOWNLOAD_CREATED_LABEL).await;
+                }
+            }
+            predownload::Plan::Delete { jobs } => {
+                for name in jobs {
+                    match jobs_api.delete(&name, &DeleteParams::default()).await {
+                        Ok(_) => {}
+                        Err(e) if is_conflict_or_exists(&e, 404) => {}
+                        Err(err) => {
+                            tracing::warn!(cloneset = %self.key, job = %name, %err, "delete ImagePullJob");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     async fn release(&self, name: &str) -> Result<()> {
@@ -1115,6 +1249,7 @@ mod tests {
                 pods,
                 pvcs,
                 revisions,
+                jobs: None,
                 expectations: Expectations::default(),
                 recorder: Recorder::new(
                     client,
@@ -1237,6 +1372,7 @@ mod tests {
                 pods,
                 pvcs,
                 revisions,
+                jobs: None,
                 expectations: Expectations::default(),
                 recorder: Recorder::new(
                     client,
@@ -1278,6 +1414,7 @@ mod tests {
                 pods,
                 pvcs,
                 revisions,
+                jobs: None,
                 expectations: Expectations::default(),
                 recorder: Recorder::new(
                     client,
