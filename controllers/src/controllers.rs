@@ -38,11 +38,14 @@ pub fn all(args: &Args) -> Result<Vec<(&'static str, Starter)>> {
         ),
         (
             "imagepull",
-            Box::new(|c, _m, s| {
+            Box::new(|c, m, s| {
                 Box::pin(async move {
+                    let settings =
+                        crate::imagepull::Settings::new(crate::imagepull::daemon_namespace())
+                            .with_metrics(m);
                     // the image warm-up controllers run until the process ends
                     tokio::select! {
-                        r = crate::imagepull::run(c, crate::imagepull::daemon_namespace()) => r,
+                        r = crate::imagepull::run_with(c, settings) => r,
                         _ = s => Ok(()),
                     }
                 })

@@ -1,9 +1,11 @@
 //! kruise-daemon: the per-node agent that pulls images through the CRI for its NodeImage.
 //! `cri` finds and talks to the runtime, `secrets` reads registry credentials, `puller` runs the
-//! pulls; this file wires the NodeImage watch, secret cache, status writes, events and `/healthz`.
+//! pulls, `metrics` counts them; this file wires the NodeImage watch, secret cache, status writes,
+//! events, `/healthz` and `/metrics`.
 #![forbid(unsafe_code)]
 
 pub mod cri;
+pub mod metrics;
 pub mod puller;
 pub mod secrets;
 
@@ -65,24 +67,42 @@ pub async fn run(opts: Options) -> Result<()> {
     tracing::info!(node = %opts.node_name, %endpoint, runtime = %version, "connected to the CRI runtime");
 
     let synced = Arc::new(AtomicBool::new(false));
+    let metrics = metrics::Metrics::new();
     let health = {
         let synced = synced.clone();
-        Router::new().route(
-            "/healthz",
-            get(move || {
-                let ok = synced.load(Ordering::Relaxed);
-                async move {
-                    if ok {
-                        (StatusCode::OK, "ok".to_string())
-                    } else {
+        let metrics = metrics.clone();
+        Router::new()
+            .route(
+                "/metrics",
+                get(move || {
+                    let body = metrics.encode();
+                    async move {
                         (
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "check nodeImageInformerSynced failed, err: not synced".to_string(),
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            body,
                         )
                     }
-                }
-            }),
-        )
+                }),
+            )
+            .route(
+                "/healthz",
+                get(move || {
+                    let ok = synced.load(Ordering::Relaxed);
+                    async move {
+                        if ok {
+                            (StatusCode::OK, "ok".to_string())
+                        } else {
+                            (
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "check nodeImageInformerSynced failed, err: not synced".to_string(),
+                            )
+                        }
+                    }
+                }),
+            )
     };
     let listener = tokio::net::TcpListener::bind(opts.health_addr)
         .await
@@ -93,6 +113,7 @@ pub async fn run(opts: Options) -> Result<()> {
         runtime,
         puller::Options {
             max_workers: opts.max_workers,
+            metrics,
             ..Default::default()
         },
         ev_tx,

@@ -38,6 +38,8 @@ pub struct Options {
     pub initial_backoff: Duration,
     /// Longest wait between attempts.
     pub max_backoff: Duration,
+    /// Where pulls are counted.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             max_workers: 2,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 }
@@ -516,6 +519,7 @@ async fn run_worker(puller: Puller, task: PullTask, ring: Keyring) {
     let Ok(_permit) = shared.permits.acquire().await else {
         return;
     };
+    let _busy = shared.opts.metrics.pull_started();
     let started = std::time::Instant::now();
     let start_time = now_time();
     let base = ImageTagStatus {
@@ -567,6 +571,10 @@ async fn run_worker(puller: Puller, task: PullTask, ring: Keyring) {
         };
         match res {
             Ok(()) => {
+                shared
+                    .opts
+                    .metrics
+                    .pull_finished(true, started.elapsed().as_secs_f64());
                 let id = rt
                     .list_images()
                     .await
@@ -596,6 +604,7 @@ async fn run_worker(puller: Puller, task: PullTask, ring: Keyring) {
                 return;
             }
             Err(e) => {
+                shared.opts.metrics.attempt_failed();
                 tracing::warn!(image = %task.reference(), attempt = i + 1, error = %e, "pull failed");
                 last_err = Some(e);
                 if i < backoff {
@@ -606,6 +615,10 @@ async fn run_worker(puller: Puller, task: PullTask, ring: Keyring) {
         }
     }
     let msg = last_err.map(|e| e.to_string()).unwrap_or_default();
+    shared
+        .opts
+        .metrics
+        .pull_finished(false, started.elapsed().as_secs_f64());
     puller.report(
         &task,
         ImageTagStatus {

@@ -8,6 +8,7 @@ use k8s_cri::v1::ListImagesRequest;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::{self, Timestamp};
 use kruise_crds::{ImagePullJob, NodeImage};
 use kruise_e2e::{Env, env_or_skip, wait_for, with_temp_ns};
 use kube::Api;
@@ -289,4 +290,365 @@ async fn digest_pinned_image_on_one_selected_node_and_cleanup_on_delete() -> Res
         Ok(())
     })
     .await
+}
+
+/// A plain Node (no kubelet, no daemon, tainted against pods) labelled `label=value`, Ready since
+/// an hour ago so the NodeImage controller creates its NodeImage without the usual creation delay.
+fn plain_node(name: &str, label: &str, value: &str) -> k8s_openapi::api::core::v1::Node {
+    let ready_since = jiff_like_hour_ago();
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {label: value, "kubernetes.io/hostname": name}},
+        // no other test's pods may land here
+        "spec": {"taints": [{"key": "kruise-rs.e2e/no-pods", "effect": "NoSchedule"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "E2E",
+                                   "lastHeartbeatTime": ready_since,
+                                   "lastTransitionTime": ready_since}]}
+    }))
+    .unwrap()
+}
+
+/// RFC 3339 time one hour ago, whole seconds (the API server's format).
+fn jiff_like_hour_ago() -> String {
+    let t = Timestamp::now() - jiff::SignedDuration::from_secs(3600);
+    Timestamp::from_second(t.as_second()).unwrap().to_string()
+}
+
+/// Creates the Node and sets its status (the create call may drop it), returning once its
+/// NodeImage exists.
+async fn create_plain_node(
+    client: &kube::Client,
+    node: &k8s_openapi::api::core::v1::Node,
+) -> Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Patch, PatchParams};
+    let nodes: Api<Node> = Api::all(client.clone());
+    let name = node.metadata.name.clone().unwrap();
+    nodes.create(&PostParams::default(), node).await?;
+    let status = json!({"status": node.status});
+    nodes
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    let nis: Api<NodeImage> = Api::all(client.clone());
+    wait_for(
+        &format!("NodeImage {name}"),
+        Duration::from_secs(60),
+        || async { Ok(nis.get_opt(&name).await?.map(|_| ())) },
+    )
+    .await
+}
+
+async fn delete_node(client: &kube::Client, name: &str) {
+    use k8s_openapi::api::core::v1::Node;
+    let _ = Api::<Node>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
+}
+
+/// Whether the NodeImage `node` has `repo` with `tag` in its spec.
+async fn node_image_wants(
+    client: &kube::Client,
+    node: &str,
+    repo: &str,
+    tag: &str,
+) -> Result<bool> {
+    let ni = Api::<NodeImage>::all(client.clone()).get_opt(node).await?;
+    let spec = ni.map(|n| serde_json::to_value(n.spec)).transpose()?;
+    Ok(spec.is_some_and(|s| {
+        s["images"][repo]["tags"]
+            .as_array()
+            .is_some_and(|ts| ts.iter().any(|t| t["tag"] == tag))
+    }))
+}
+
+#[tokio::test]
+async fn node_added_after_start_joins_a_never_job() -> Result<()> {
+    let Some(env) = env_or_skip("node_added_after_start_joins_a_never_job") else {
+        return Ok(());
+    };
+    if !ready(&env, "node_added_after_start_joins_a_never_job") {
+        return Ok(());
+    }
+    let client = env.client().await?;
+    let registry = env.get("E2E_REGISTRY")?.to_string();
+    let pid = std::process::id();
+    let label = format!("kruise-rs.e2e/join-{pid}");
+    let (first, second) = (format!("e2e-join-{pid}-a"), format!("e2e-join-{pid}-b"));
+    let res = async {
+        create_plain_node(&client, &plain_node(&first, &label, "true")).await?;
+        with_temp_ns(&client, "pulljoin", |client, ns| {
+            let (label, first, second) = (label.clone(), first.clone(), second.clone());
+            async move {
+                let jobs: Api<ImagePullJob> = Api::namespaced(client.clone(), &ns);
+                let repo = format!("{registry}/sleeper");
+                let spec = json!({"image": format!("{repo}:v1"), "parallelism": 10,
+                                  "selector": {"matchLabels": {&label: "true"}},
+                                  "completionPolicy": {"type": "Never"}});
+                jobs.create(&PostParams::default(), &job("never", spec))
+                    .await?;
+                let desired = |n: i32| {
+                    let jobs = jobs.clone();
+                    async move {
+                        let j = jobs.get("never").await?;
+                        Ok(j.status.filter(|s| s.desired == n).map(|_| ()))
+                    }
+                };
+                wait_for("desired 1", Duration::from_secs(60), || desired(1)).await?;
+                ensure!(
+                    node_image_wants(&client, &first, &repo, "v1").await?,
+                    "{first} lacks the tag"
+                );
+                create_plain_node(&client, &plain_node(&second, &label, "true")).await?;
+                wait_for(
+                    "desired 2 after the node joined",
+                    Duration::from_secs(60),
+                    || desired(2),
+                )
+                .await?;
+                wait_for(
+                    "the new node's NodeImage to want the image",
+                    Duration::from_secs(60),
+                    || async {
+                        Ok(node_image_wants(&client, &second, &repo, "v1")
+                            .await?
+                            .then_some(()))
+                    },
+                )
+                .await?;
+                let st = jobs.get("never").await?.status.unwrap();
+                ensure!(
+                    st.completion_time.is_none(),
+                    "a Never job completed: {st:?}"
+                );
+                Ok(())
+            }
+        })
+        .await
+    }
+    .await;
+    delete_node(&client, &first).await;
+    delete_node(&client, &second).await;
+    res
+}
+
+#[tokio::test]
+async fn image_list_pull_job_creates_one_job_per_image_and_aggregates() -> Result<()> {
+    use kruise_crds::ImageListPullJob;
+    let Some(env) = env_or_skip("image_list_pull_job") else {
+        return Ok(());
+    };
+    if !ready(&env, "image_list_pull_job") {
+        return Ok(());
+    }
+    let client = env.client().await?;
+    let registry = env.get("E2E_REGISTRY")?.to_string();
+    let nodes = env.list("E2E_CRI_NODES");
+    with_temp_ns(&client, "pulllist", |client, ns| async move {
+        let images = [
+            format!("{registry}/sleeper:v1"),
+            format!("{registry}/sleeper:v2"),
+        ];
+        let list: ImageListPullJob = serde_json::from_value(json!({
+            "apiVersion": "apps.kruise.io/v1alpha1", "kind": "ImageListPullJob",
+            "metadata": {"name": "list"},
+            "spec": {"images": images, "selector": cri_selector(), "parallelism": 4,
+                     "pullPolicy": {"backoffLimit": 2, "timeoutSeconds": 120},
+                     "completionPolicy": {"type": "Always", "activeDeadlineSeconds": 600}}
+        }))?;
+        let lists: Api<ImageListPullJob> = Api::namespaced(client.clone(), &ns);
+        lists.create(&PostParams::default(), &list).await?;
+        let done = wait_for(
+            "the ImageListPullJob to complete",
+            Duration::from_secs(180),
+            || async {
+                let l = lists.get("list").await?;
+                Ok(l.status
+                    .clone()
+                    .filter(|s| s.completion_time.is_some())
+                    .map(|_| l))
+            },
+        )
+        .await?;
+        let uid = done.metadata.uid.clone().unwrap();
+        let st = done.status.unwrap();
+        ensure!(
+            st.desired == 2 && st.completed == Some(2) && st.succeeded == Some(2),
+            "list status: {st:?}"
+        );
+        ensure!(
+            st.failed_image_statuses
+                .as_ref()
+                .is_none_or(|f| f.is_empty()),
+            "failures: {st:?}"
+        );
+        let children: Vec<ImagePullJob> = Api::<ImagePullJob>::namespaced(client.clone(), &ns)
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|j| {
+                j.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.uid == uid)
+            })
+            .collect();
+        let mut got: Vec<String> = children.iter().map(|c| c.spec.image.clone()).collect();
+        got.sort();
+        ensure!(
+            got == images,
+            "one child ImagePullJob per image expected, got {got:?}"
+        );
+        for c in &children {
+            let cs = c.status.clone().unwrap_or_default();
+            ensure!(
+                cs.desired == nodes.len() as i32 && cs.succeeded == Some(cs.desired),
+                "child {} status {cs:?}",
+                c.spec.image
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn registry_down_fails_after_backoff_limit_with_the_reason() -> Result<()> {
+    let Some(env) = env_or_skip("registry_down_fails") else {
+        return Ok(());
+    };
+    if !ready(&env, "registry_down_fails") {
+        return Ok(());
+    }
+    let client = env.client().await?;
+    let node = env
+        .list("E2E_CRI_NODES")
+        .into_iter()
+        .last()
+        .context("no CRI node")?;
+    // a loopback port nothing listens on: bind, note the port, close
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let image = format!("127.0.0.1:{port}/gone/app:v{}", std::process::id());
+    with_temp_ns(&client, "pulldown", |client, ns| async move {
+        let jobs: Api<ImagePullJob> = Api::namespaced(client.clone(), &ns);
+        let spec = json!({"image": image, "selector": {"names": [node]}, "imagePullPolicy": "Always",
+                          "pullPolicy": {"backoffLimit": 2, "timeoutSeconds": 30},
+                          "completionPolicy": {"type": "Always", "activeDeadlineSeconds": 300}});
+        jobs.create(&PostParams::default(), &job("down", spec)).await?;
+        let st = wait_finished(&jobs, "down", Duration::from_secs(120)).await?.status.unwrap();
+        ensure!(
+            st.desired == 1 && st.failed == Some(1) && st.succeeded.unwrap_or(0) == 0,
+            "registry down: {st:?}"
+        );
+        ensure!(st.failed_nodes.as_deref() == Some(std::slice::from_ref(&node)), "failedNodes {st:?}");
+        let ni = Api::<NodeImage>::all(client.clone()).get(&node).await?;
+        let status = serde_json::to_value(ni.status.unwrap_or_default())?;
+        let repo = image.rsplit_once(':').unwrap().0;
+        let tag = status["imageStatuses"][repo]["tags"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| image.ends_with(t["tag"].as_str().unwrap_or("-"))))
+            .cloned()
+            .unwrap_or_default();
+        ensure!(tag["phase"] == "Failed", "tag status {tag}");
+        let msg = tag["message"].as_str().unwrap_or_default().to_lowercase();
+        ensure!(
+            msg.contains("connection refused") || msg.contains("connect"),
+            "the registry's reason is not in the tag status: {tag}"
+        );
+        // backoffLimit 2 ⇒ three attempts, at least 1 s + 2 s of backoff between them
+        let secs = |t: &serde_json::Value| t.as_str().and_then(|s| s.parse::<Timestamp>().ok());
+        let (start, end) = (secs(&tag["startTime"]), secs(&tag["completionTime"]));
+        let took = end.zip(start).map(|(e, s)| e.duration_since(s).as_secs_f64());
+        ensure!(took.is_some_and(|t| t >= 2.5), "failed after {took:?} s: the retries did not happen");
+        Ok(())
+    })
+    .await
+}
+
+/// `kubectl get imagepulljobs -o wide` rows as `[TOTAL, ACTIVE, SUCCEED, FAILED, MESSAGE…]`.
+fn kubectl_rows(env: &Env, ns: &str) -> Result<(String, Vec<Vec<String>>)> {
+    let out = std::process::Command::new(env.get("E2E_KUBECTL")?)
+        .args([
+            "--kubeconfig",
+            env.get("KUBECONFIG")?,
+            "-n",
+            ns,
+            "get",
+            "imagepulljobs",
+            "-o",
+            "wide",
+        ])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "kubectl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default().to_string();
+    let rows = lines
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    Ok((header, rows))
+}
+
+#[tokio::test]
+async fn kubectl_get_imagepulljobs_shows_the_counts_as_the_job_progresses() -> Result<()> {
+    let Some(env) = env_or_skip("kubectl_get_imagepulljobs") else {
+        return Ok(());
+    };
+    if !ready(&env, "kubectl_get_imagepulljobs") {
+        return Ok(());
+    }
+    let client = env.client().await?;
+    let registry = env.get("E2E_REGISTRY")?.to_string();
+    let cri = env
+        .list("E2E_CRI_NODES")
+        .into_iter()
+        .last()
+        .context("no CRI node")?;
+    // a node without a daemon keeps one pull active until it goes away
+    let idle = format!("e2e-columns-{}", std::process::id());
+    let res = async {
+        create_plain_node(&client, &plain_node(&idle, "kruise-rs.e2e/columns", "true")).await?;
+        with_temp_ns(&client, "pullcols", |client, ns| {
+            let (env, idle) = (env.clone(), idle.clone());
+            async move {
+                let jobs: Api<ImagePullJob> = Api::namespaced(client.clone(), &ns);
+                let spec = json!({"image": format!("{registry}/sleeper:v1"), "parallelism": 2,
+                                  "selector": {"names": [cri, idle]},
+                                  "completionPolicy": {"type": "Always", "activeDeadlineSeconds": 600}});
+                jobs.create(&PostParams::default(), &job("cols", spec)).await?;
+                let (header, _) = kubectl_rows(&env, &ns)?;
+                let cols: Vec<&str> = header.split_whitespace().collect();
+                ensure!(
+                    cols == ["NAME", "TOTAL", "ACTIVE", "SUCCEED", "FAILED", "AGE", "MESSAGE"],
+                    "printer columns: {header}"
+                );
+                // one node done, one still active
+                let mid = wait_for("kubectl to show 2 total, 1 active, 1 succeeded", Duration::from_secs(120), || async {
+                    let (_, rows) = kubectl_rows(&env, &ns)?;
+                    Ok(rows.into_iter().find(|r| r.len() >= 5 && r[1..5] == ["2", "1", "1", "0"]))
+                })
+                .await?;
+                ensure!(mid[0] == "cols" && mid[6..].join(" ").contains("progress 50.0%"), "row {mid:?}");
+                delete_node(&client, &idle).await;
+                let end = wait_for("kubectl to show the job completed", Duration::from_secs(120), || async {
+                    let (_, rows) = kubectl_rows(&env, &ns)?;
+                    Ok(rows.into_iter().find(|r| r.len() >= 7 && r[6..].join(" ") == "job has completed"))
+                })
+                .await?;
+                ensure!(end[1..5] == ["1", "0", "1", "0"], "final row {end:?}");
+                Ok(())
+            }
+        })
+        .await
+    }
+    .await;
+    delete_node(&client, &idle).await;
+    res
 }

@@ -467,6 +467,24 @@ pub fn status_changed(old: Option<&ImagePullJobStatus>, new: &ImagePullJobStatus
     old != Some(new)
 }
 
+/// At most this many names go into one event note (the API server refuses notes over 1024
+/// characters; a job on hundreds of nodes would otherwise lose its event).
+pub const EVENT_NAMES_MAX: usize = 10;
+
+/// `names` joined with ", " for an event note: the first [`EVENT_NAMES_MAX`], then "and N more".
+pub fn name_list(names: &[String]) -> String {
+    let shown = names
+        .iter()
+        .take(EVENT_NAMES_MAX)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match names.len().saturating_sub(EVENT_NAMES_MAX) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -848,6 +866,16 @@ mod tests {
         let c = calculate_status(&j, &[Arc::new(n)], &[], t(1)).unwrap();
         assert_eq!(c.status.active, Some(1));
         assert!(c.not_synced.is_empty());
+    }
+
+    #[test]
+    fn event_name_lists_are_bounded() {
+        let names = |n: usize| (0..n).map(|i| format!("node-{i}")).collect::<Vec<_>>();
+        assert_eq!(name_list(&names(2)), "node-0, node-1");
+        assert_eq!(name_list(&names(EVENT_NAMES_MAX)).matches(", ").count(), 9);
+        let long = name_list(&names(1000));
+        assert!(long.ends_with("node-9 and 990 more"), "{long}");
+        assert!(long.len() < 200);
     }
 
     #[test]

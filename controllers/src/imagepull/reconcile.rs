@@ -39,7 +39,7 @@ pub const REASON_NODE_IMAGE_CREATED: &str = "NodeImageCreated";
 pub const REASON_TAGS_REMOVED: &str = "TagsRemoved";
 
 /// Settings of the image warm-up controllers.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Settings {
     /// Namespace synced pull secrets live in (`kruise-daemon-config` unless overridden).
     pub daemon_namespace: String,
@@ -47,6 +47,19 @@ pub struct Settings {
     pub default_ttl_for_always: i32,
     /// Reconciles running at once per controller.
     pub concurrency: u16,
+    /// Where reconciles are counted (`controller_runtime_reconcile_*`), if anywhere.
+    pub metrics: Option<crate::metrics::Metrics>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("daemon_namespace", &self.daemon_namespace)
+            .field("default_ttl_for_always", &self.default_ttl_for_always)
+            .field("concurrency", &self.concurrency)
+            .field("metrics", &self.metrics.is_some())
+            .finish()
+    }
 }
 
 impl Settings {
@@ -56,7 +69,14 @@ impl Settings {
             daemon_namespace,
             default_ttl_for_always: job_plan::DEFAULT_TTL_FOR_ALWAYS_NODE_IMAGE,
             concurrency: 3,
+            metrics: None,
         }
+    }
+
+    /// The same settings, counting reconciles in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -70,6 +90,13 @@ struct Ctx {
 }
 
 impl Ctx {
+    fn observe(&self, controller: &str, ok: bool, start: std::time::Instant) {
+        if let Some(m) = &self.settings.metrics {
+            let result = if ok { "success" } else { "error" };
+            m.reconciled(controller, result, start.elapsed().as_secs_f64());
+        }
+    }
+
     async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -290,6 +317,13 @@ fn is_conflict(e: &kube::Error) -> bool {
 // Node → NodeImage creation
 
 async fn reconcile_node(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action> {
+    let start = std::time::Instant::now();
+    let res = reconcile_node_inner(node, ctx.clone()).await;
+    ctx.observe(keys::NODE_IMAGE_CONTROLLER, res.is_ok(), start);
+    res
+}
+
+async fn reconcile_node_inner(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action> {
     // Bounded: on a manager's first start in a fresh cluster this wait was seen never to end.
     let _ = tokio::time::timeout(Duration::from_secs(5), ctx.node_images.wait_until_ready()).await;
     let name = node.name_any();
@@ -331,6 +365,13 @@ async fn reconcile_node(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action> {
 // NodeImage maintenance
 
 async fn reconcile_node_image(ni: Arc<NodeImage>, ctx: Arc<Ctx>) -> Result<Action> {
+    let start = std::time::Instant::now();
+    let res = reconcile_node_image_inner(ni, ctx.clone()).await;
+    ctx.observe(keys::NODE_IMAGE_CONTROLLER, res.is_ok(), start);
+    res
+}
+
+async fn reconcile_node_image_inner(ni: Arc<NodeImage>, ctx: Arc<Ctx>) -> Result<Action> {
     let _ = ctx.nodes.wait_until_ready().await;
     let _ = ctx.jobs.wait_until_ready().await;
     let name = ni.name_any();
@@ -448,7 +489,7 @@ async fn reconcile_node_image(ni: Arc<NodeImage>, ctx: Arc<Ctx>) -> Result<Actio
                 ni.as_ref(),
                 false,
                 REASON_TAGS_REMOVED,
-                format!("Removed {}", list.join(", ")),
+                format!("Removed {}", job_plan::name_list(&list)),
             )
             .await;
         }
@@ -672,6 +713,13 @@ async fn write_node_image(
 }
 
 async fn reconcile_job(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Action> {
+    let start = std::time::Instant::now();
+    let res = reconcile_job_inner(job, ctx.clone()).await;
+    ctx.observe(keys::IMAGE_PULL_JOB_CONTROLLER, res.is_ok(), start);
+    res
+}
+
+async fn reconcile_job_inner(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Action> {
     let ns = job
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -759,7 +807,7 @@ async fn reconcile_job(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Action> 
                 format!(
                     "Pulling image {} on node(s) {}",
                     job.spec.image,
-                    written.join(", ")
+                    job_plan::name_list(&written)
                 ),
             )
             .await;
@@ -807,6 +855,13 @@ async fn reconcile_job(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Action> 
 // ImageListPullJob
 
 async fn reconcile_list(list: Arc<ImageListPullJob>, ctx: Arc<Ctx>) -> Result<Action> {
+    let start = std::time::Instant::now();
+    let res = reconcile_list_inner(list, ctx.clone()).await;
+    ctx.observe(keys::IMAGE_LIST_PULL_JOB_CONTROLLER, res.is_ok(), start);
+    res
+}
+
+async fn reconcile_list_inner(list: Arc<ImageListPullJob>, ctx: Arc<Ctx>) -> Result<Action> {
     let ns = list
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;

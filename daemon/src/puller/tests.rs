@@ -150,6 +150,7 @@ fn opts(max_workers: usize) -> Options {
         max_workers,
         initial_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
+        metrics: crate::metrics::Metrics::default(),
     }
 }
 
@@ -551,7 +552,9 @@ async fn retries_then_fails_with_events_to_owners() {
     fake.st().fail.insert("nginx:down".into(), 100);
     let rt = serve(fake.clone()).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let p = Puller::new(rt, opts(4), tx);
+    let o = opts(4);
+    let metrics = o.metrics.clone();
+    let p = Puller::new(rt, o, tx);
     let pp = ImageTagPullPolicy {
         backoff_limit: Some(2),
         ..Default::default()
@@ -584,6 +587,21 @@ async fn retries_then_fails_with_events_to_owners() {
     };
     assert_eq!(attempts("nginx:flaky"), 3);
     assert_eq!(attempts("nginx:down"), 3, "backoffLimit 2 = 3 attempts");
+    let text = metrics.encode();
+    for (name, want) in [
+        ("kruise_daemon_image_pulls_started_total", "2"),
+        ("kruise_daemon_image_pulls_succeeded_total", "1"),
+        ("kruise_daemon_image_pulls_failed_total", "1"),
+        // flaky: 2 failed attempts; down: 3
+        ("kruise_daemon_image_pull_attempts_failed_total", "5"),
+        ("kruise_daemon_image_pull_duration_seconds_count", "2"),
+        ("kruise_daemon_image_pull_workers_busy", "0"),
+    ] {
+        assert!(
+            text.lines().any(|l| l == format!("{name} {want}")),
+            "{name} {want}: {text}"
+        );
+    }
     let mut evs = [rx.recv().await.unwrap(), rx.recv().await.unwrap()];
     evs.sort_by_key(|e| e.reason);
     assert_eq!(evs[0].reason, keys::REASON_PULL_IMAGE_FAILED);
