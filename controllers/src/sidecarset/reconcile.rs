@@ -31,7 +31,8 @@ use tracing::{info, warn};
 
 /// Field manager of every write.
 pub const FIELD_MANAGER: &str = "kruise-rs";
-/// Event reason on a pod: its sidecars were upgraded in place.
+/// Event reason on a SidecarSet: a round upgraded the sidecars of some pods in place (one event per
+/// round, not per pod: an event per pod would double the API writes of an upgrade).
 pub const EVENT_SIDECAR_UPGRADED: &str = "SuccessfulUpgradeSidecar";
 /// Event reason on a pod: upgrading its sidecars failed.
 pub const EVENT_SIDECAR_UPGRADE_FAILED: &str = "FailedUpgradeSidecar";
@@ -42,6 +43,9 @@ pub const EVENT_REVISION_CREATED: &str = "SuccessfulCreateRevision";
 const IN_FLIGHT_REQUEUE: Duration = Duration::from_secs(5);
 /// Requeue while our own pod writes are not in the cache yet.
 const EXPECTATION_REQUEUE: Duration = Duration::from_secs(1);
+/// Pods upgraded at once within a round (each is one pod patch plus, when it changes, one condition
+/// patch).
+const UPGRADE_CONCURRENCY: usize = 16;
 /// Periodic resync when nothing is in flight.
 const RESYNC: Duration = Duration::from_secs(300);
 /// How long to wait for the cache to show a pod write before giving up on it.
@@ -256,12 +260,19 @@ pub async fn run(
             .collect::<Vec<_>>()
     };
 
+    let ss_for_pods = ss_reader.clone();
     let ctx = Arc::new(
         Context::new(client, namespace, pod_reader, rev_reader).with_namespaces(ns_reader),
     );
     Controller::for_stream(sidecarsets, ss_reader)
         .with_config(controller::Config::default().concurrency(3))
-        .watches_stream(pods, |p: Pod| pod_to_sidecarsets(&p))
+        // Only SidecarSets that exist: a deleted one's pods would each fail a reconcile otherwise.
+        .watches_stream(pods, move |p: Pod| {
+            pod_to_sidecarsets(&p)
+                .into_iter()
+                .filter(|r| ss_for_pods.get(r).is_some())
+                .collect::<Vec<_>>()
+        })
         .watches_stream(revisions, |r: ControllerRevision| {
             revision_to_sidecarset(&r)
         })
@@ -411,11 +422,45 @@ async fn reconcile(ss: Arc<SidecarSet>, ctx: Arc<Context>) -> Result<Action> {
         )
         .await;
     }
-    for n in &plan.upgrade {
-        if let Some(p) = by_name.get(n.as_str()) {
-            upgrade_one(&ctx, &cur, p, now).await?;
-        }
+    // All pod patches first, then the SidecarSetUpgradable conditions: the runtime starts on the new
+    // images while the (informative) conditions are written. Futures are built up front (a closure
+    // inside the stream trips the Send check of the reconciler).
+    let upgrades: Vec<_> = plan
+        .upgrade
+        .iter()
+        .filter_map(|n| by_name.get(n.as_str()).copied())
+        .map(|p| upgrade_one(&ctx, &cur, p, now))
+        .collect();
+    let results: Vec<Result<Option<Pod>>> = futures::stream::iter(upgrades)
+        .buffer_unordered(UPGRADE_CONCURRENCY)
+        .collect()
+        .await;
+    let marks: Vec<_> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().and_then(Option::as_ref))
+        .map(|p| patch_upgradable_condition(&ctx, p, &name, true, now))
+        .collect();
+    futures::stream::iter(marks)
+        .buffer_unordered(UPGRADE_CONCURRENCY)
+        .collect::<Vec<()>>()
+        .await;
+    let upgraded = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+    if upgraded > 0 {
+        ctx.publish(
+            &cur.object_ref(&()),
+            Event {
+                type_: EventType::Normal,
+                reason: EVENT_SIDECAR_UPGRADED.to_owned(),
+                note: Some(format!(
+                    "SidecarSet upgraded the sidecars of {upgraded} pod(s) in place"
+                )),
+                action: "Upgrade".to_owned(),
+                secondary: None,
+            },
+        )
+        .await;
     }
+    results.into_iter().collect::<Result<Vec<_>>>()?;
     Ok(Action::requeue(IN_FLIGHT_REQUEUE))
 }
 
@@ -567,8 +612,14 @@ fn pod_key(p: &Pod) -> String {
     )
 }
 
-/// Upgrades one pod with one guarded JSON patch, then marks it upgradable and records an event.
-async fn upgrade_one(ctx: &Context, ss: &SidecarSet, p: &Pod, now: Timestamp) -> Result<()> {
+/// Upgrades one pod with one guarded JSON patch and returns the pod as written. `Ok(None)`: the pod
+/// changed or went away meanwhile (a later round retries it).
+async fn upgrade_one(
+    ctx: &Context,
+    ss: &SidecarSet,
+    p: &Pod,
+    now: Timestamp,
+) -> Result<Option<Pod>> {
     let key = pod_key(p);
     let (patch, changed) =
         upgrade::upgrade_pod_patch(ss, p, now).map_err(|source| Error::Upgrade {
@@ -589,26 +640,12 @@ async fn upgrade_one(ctx: &Context, ss: &SidecarSet, p: &Pod, now: Timestamp) ->
         Ok(updated) => {
             ctx.expect(key.clone(), updated.metadata.resource_version.clone());
             info!(pod = %key, sidecarset = %ss_name, ?changed, "upgraded sidecars in place");
-            patch_upgradable_condition(ctx, &updated, &ss_name, true, now).await;
-            ctx.publish(
-                &p.object_ref(&()),
-                Event {
-                    type_: EventType::Normal,
-                    reason: EVENT_SIDECAR_UPGRADED.to_owned(),
-                    note: Some(format!(
-                        "SidecarSet {ss_name} upgraded containers {changed:?} in place"
-                    )),
-                    action: "Upgrade".to_owned(),
-                    secondary: Some(ss.object_ref(&())),
-                },
-            )
-            .await;
-            Ok(())
+            Ok(Some(updated))
         }
         // The pod changed since the cache saw it (failed resourceVersion test) or is gone: retry later.
         Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409 | 422) => {
             info!(pod = %key, error = %e.message, "pod changed meanwhile; will retry");
-            Ok(())
+            Ok(None)
         }
         Err(e) => {
             ctx.publish(
@@ -906,16 +943,22 @@ mod tests {
             assert_eq!(cond["status"], "True");
             assert_eq!(cond["message"], r#"{"test-sidecarset":true}"#);
             respond(send, 200, serde_json::to_value(&p2).unwrap());
-
-            let (m, _, _, ev, send) = next(&mut h).await;
-            assert_eq!(m, "POST");
-            assert_eq!(ev["reason"], EVENT_SIDECAR_UPGRADED);
-            assert_eq!(ev["regarding"]["kind"], "Pod");
-            respond(send, 201, event_ok());
+            // No event per pod: the round records one on the SidecarSet.
+            let extra = tokio::time::timeout(Duration::from_millis(100), h.next_request()).await;
+            assert!(!matches!(extra, Ok(Some(_))), "unexpected extra request");
         });
-        upgrade_one(&ctx, &ss, &p, Timestamp::UNIX_EPOCH)
+        let updated = upgrade_one(&ctx, &ss, &p, Timestamp::UNIX_EPOCH)
             .await
+            .unwrap()
             .unwrap();
+        patch_upgradable_condition(
+            &ctx,
+            &updated,
+            "test-sidecarset",
+            true,
+            Timestamp::UNIX_EPOCH,
+        )
+        .await;
         server.await.unwrap();
         // The write is expected in the cache (which never shows it here).
         assert!(ctx.pending(["default/p"]));
@@ -936,9 +979,12 @@ mod tests {
                 json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Invalid","code":422,"message":"the test operation failed"}),
             );
         });
-        upgrade_one(&ctx, &ss, &p, Timestamp::UNIX_EPOCH)
-            .await
-            .unwrap();
+        assert!(
+            upgrade_one(&ctx, &ss, &p, Timestamp::UNIX_EPOCH)
+                .await
+                .unwrap()
+                .is_none()
+        );
         server.await.unwrap();
         assert!(!ctx.pending(["default/p"]));
     }
@@ -1037,6 +1083,7 @@ mod tests {
                 (m.as_str(), ev["reason"].as_str()),
                 ("POST", Some(EVENT_SIDECAR_UPGRADED))
             );
+            assert_eq!(ev["regarding"]["kind"], "SidecarSet");
             respond(send, 201, event_ok());
             // No further calls.
             let extra = tokio::time::timeout(Duration::from_millis(100), h.next_request()).await;

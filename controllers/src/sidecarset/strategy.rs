@@ -745,6 +745,75 @@ mod tests {
         assert_eq!(plan.upgrade, vec!["m1", "u1", "u2", "m2", "u3", "m3"]);
     }
 
+    /// Rounds over 30 pods with partition 10 and maxUnavailable 3, the runtime finishing every
+    /// in-flight upgrade between rounds: never more than 3 pods in flight, 20 upgraded, 10 kept.
+    #[test]
+    fn partition_and_max_unavailable_over_rounds() {
+        let mut ss = mk_ss("bbb", "without-aaa", "test-image:v2");
+        ss.spec.update_strategy = Some(SidecarSetUpdateStrategy {
+            max_unavailable: int(3),
+            partition: int(10),
+            ..Default::default()
+        });
+        let mut pods: Vec<Pod> = (0..30).map(|i| mk_pod(&format!("p{i}")).build()).collect();
+        let mut rounds = 0;
+        loop {
+            let refs: Vec<&Pod> = pods.iter().collect();
+            let plan = next_upgrade_pods(&ss, &refs);
+            if plan.upgrade.is_empty() {
+                break;
+            }
+            rounds += 1;
+            assert!(
+                plan.upgrade.len() <= 3,
+                "round {rounds}: {:?}",
+                plan.upgrade
+            );
+            // Upgraded but not yet restarted: a second plan now picks nothing.
+            for p in pods.iter_mut() {
+                if plan.upgrade.iter().any(|n| n == pod::name(p)) {
+                    *p = mk_pod(pod::name(p)).upgraded_in_flight().build();
+                }
+            }
+            let refs: Vec<&Pod> = pods.iter().collect();
+            assert_eq!(next_upgrade_pods(&ss, &refs), UpgradePlan::default());
+            for p in pods.iter_mut() {
+                if pod::is_updated(&ss, p) {
+                    *p = mk_pod(pod::name(p)).upgraded_done().build();
+                }
+            }
+            assert!(rounds < 30, "no convergence");
+        }
+        let updated = pods.iter().filter(|p| pod::is_updated(&ss, p)).count();
+        assert_eq!((updated, rounds), (20, 7));
+    }
+
+    /// Paused (and NotUpdate) plans nothing however far behind the pods are; unpaused, the same
+    /// pods are planned.
+    #[test]
+    fn paused_plans_nothing_until_unpaused() {
+        let mut ss = mk_ss("bbb", "without-aaa", "test-image:v2");
+        ss.spec.update_strategy = Some(SidecarSetUpdateStrategy {
+            max_unavailable: pct("100%"),
+            paused: Some(true),
+            ..Default::default()
+        });
+        let pods: Vec<Pod> = (0..5).map(|i| mk_pod(&format!("p{i}")).build()).collect();
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let st = status_of(&ss, &refs);
+        assert_eq!(
+            plan_round(&ss, &refs, &st),
+            Round::Idle { in_flight: false }
+        );
+        if let Some(u) = ss.spec.update_strategy.as_mut() {
+            u.paused = Some(false);
+        }
+        let Round::Upgrade(plan) = plan_round(&ss, &refs, &st) else {
+            panic!("expected an upgrade round");
+        };
+        assert_eq!(plan.upgrade.len(), 5);
+    }
+
     #[test]
     fn int_suffix_parsing() {
         assert_eq!(int_suffix("zone-12"), 12);
