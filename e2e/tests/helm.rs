@@ -60,9 +60,143 @@ struct RestoreSuite(Env);
 impl Drop for RestoreSuite {
     fn drop(&mut self) {
         let _ = helm(&self.0, &["uninstall", RELEASE, "-n", NAMESPACE, "--wait"]);
-        if let Err(e) = cluster(&["suite", "up"]) {
+        // helm never deletes namespaces; this one holds only the test's certificate Secret
+        if let (Ok(kubectl), Ok(kc)) = (self.0.get("E2E_KUBECTL"), self.0.get("KUBECONFIG")) {
+            let _ = Command::new(kubectl)
+                .env("KUBECONFIG", kc)
+                .args([
+                    "delete",
+                    "namespace",
+                    NAMESPACE,
+                    "--wait=false",
+                    "--ignore-not-found",
+                ])
+                .output();
+        }
+        // the binaries the suite ran before (no rebuild: the tree may be mid-edit)
+        let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release");
+        let (manager, daemon) = (
+            format!("{bin}/kruise-manager"),
+            format!("{bin}/kruise-daemon"),
+        );
+        if let Err(e) = cluster(&[
+            "suite",
+            "up",
+            "--manager-cmd",
+            &manager,
+            "--daemon-cmd",
+            &daemon,
+        ]) {
             eprintln!("could not bring the suite back up: {e:#}");
         }
+    }
+}
+
+/// A client acting as the release's daemon service account on `node` (the user extra a pod-bound
+/// token carries), through impersonation headers.
+async fn as_daemon_on(env: &Env, node: &str) -> Result<kube::Client> {
+    use http::{HeaderName, HeaderValue};
+    let kc = kube::config::Kubeconfig::read_from(env.get("KUBECONFIG")?)?;
+    let mut cfg =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
+    let user = format!("system:serviceaccount:{NAMESPACE}:kruise-daemon");
+    cfg.headers.push((
+        HeaderName::from_static("impersonate-user"),
+        HeaderValue::from_str(&user)?,
+    ));
+    cfg.headers.push((
+        HeaderName::from_static("impersonate-extra-authentication.kubernetes.io%2fnode-name"),
+        HeaderValue::from_str(node)?,
+    ));
+    Ok(kube::Client::try_from(cfg)?)
+}
+
+/// The daemon may read Secrets only in kruise-daemon-config, may not touch NodeImage specs, and may
+/// write the status of its own node's NodeImage only (the chart's ValidatingAdmissionPolicy).
+async fn least_privilege_daemon(env: &Env, node: &str) -> Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    use kruise_crds::NodeImage;
+    use kube::api::{Patch, PatchParams};
+    let daemon = as_daemon_on(env, node).await?;
+    let forbidden = |r: std::result::Result<(), kube::Error>, what: &str| -> Result<String> {
+        match r {
+            Err(kube::Error::Api(s)) if s.code == 403 => Ok(s.message),
+            other => bail!("{what}: want 403 Forbidden, got {other:?}"),
+        }
+    };
+    let all: Api<Secret> = Api::all(daemon.clone());
+    forbidden(
+        all.list(&ListParams::default()).await.map(|_| ()),
+        "list Secrets cluster-wide",
+    )?;
+    let own: Api<Secret> = Api::namespaced(daemon.clone(), "kruise-daemon-config");
+    own.list(&ListParams::default())
+        .await
+        .context("list Secrets in kruise-daemon-config")?;
+    let nis: Api<NodeImage> = Api::all(daemon.clone());
+    let other = env
+        .list("E2E_KWOK_NODES")
+        .into_iter()
+        .next()
+        .context("no kwok node")?;
+    // valid status bodies (the schema runs before admission policies): `desired` unchanged for its own
+    // node; for the other node, refused before anything is stored
+    let own_desired = Api::<NodeImage>::all(env.client().await?)
+        .get(node)
+        .await?
+        .status
+        .map(|s| s.desired)
+        .unwrap_or(0);
+    let status = json!({"status": {"desired": 0}});
+    let msg = forbidden(
+        nis.patch_status(&other, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .map(|_| ()),
+        "write another node's NodeImage status",
+    )?;
+    ensure!(
+        msg.contains("may only write the NodeImage of its own node"),
+        "refused, but by what? {msg}"
+    );
+    let same = json!({"status": {"desired": own_desired}});
+    nis.patch_status(node, &PatchParams::default(), &Patch::Merge(&same))
+        .await
+        .context("write its own node's NodeImage status")?;
+    let spec = json!({"metadata": {"labels": {"kruise-rs.e2e/touched": "yes"}}});
+    forbidden(
+        nis.patch(node, &PatchParams::default(), &Patch::Merge(&spec))
+            .await
+            .map(|_| ()),
+        "write a NodeImage (not its status)",
+    )?;
+    println!(
+        "daemon service account: Secrets only in kruise-daemon-config; NodeImage status of its own node only ({msg})"
+    );
+    Ok(())
+}
+
+/// The last lines of every container of the release, for failure messages.
+fn release_logs(env: &Env) -> String {
+    let out = Command::new(env.get("E2E_KUBECTL").unwrap_or("kubectl"))
+        .env("KUBECONFIG", env.get("KUBECONFIG").unwrap_or_default())
+        .args([
+            "-n",
+            NAMESPACE,
+            "logs",
+            "--all-containers",
+            "--prefix",
+            "--tail=30",
+        ])
+        .args(["-l", &format!("app.kubernetes.io/instance={RELEASE}")])
+        .output();
+    match out {
+        Ok(o) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => format!("kubectl logs: {e}"),
     }
 }
 
@@ -111,6 +245,34 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
         .await?;
     }
 
+    // the serving certificate, as cert-manager would leave it
+    if namespaces.get_opt(NAMESPACE).await?.is_none() {
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?;
+        namespaces.create(&PostParams::default(), &ns).await?;
+    }
+    let read = |k: &str| -> Result<k8s_openapi::ByteString> {
+        Ok(k8s_openapi::ByteString(std::fs::read(env.get(k)?)?))
+    };
+    let mut tls = k8s_openapi::api::core::v1::Secret {
+        type_: Some("kubernetes.io/tls".into()),
+        ..Default::default()
+    };
+    tls.metadata.name = Some("kruise-rs-e2e-webhook-tls".into());
+    tls.data = Some(
+        [
+            ("ca.crt".to_string(), read("E2E_CA")?),
+            ("tls.crt".to_string(), read("E2E_WEBHOOK_CERT")?),
+            ("tls.key".to_string(), read("E2E_WEBHOOK_KEY")?),
+        ]
+        .into(),
+    );
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), NAMESPACE);
+    let _ = secrets
+        .delete("kruise-rs-e2e-webhook-tls", &DeleteParams::default())
+        .await;
+    secrets.create(&PostParams::default(), &tls).await?;
+
     let t0 = Instant::now();
     let sets = [
         format!("manager.image.repository={registry}/kruise-rs/kruise-manager"),
@@ -128,6 +290,12 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
         format!("daemon.criSocketDir={e2e_dir}/cri-0"),
         "daemon.criSocketFile=containerd.sock".to_string(),
         format!("daemon.nodeSelector.kubernetes\\.io/hostname={real_node}"),
+        // kwok would run a fake pod on its nodes: only the real node runs real containers
+        format!("manager.nodeSelector.kubernetes\\.io/hostname={real_node}"),
+        // Endpoints may not hold loopback addresses, and this node's address is 127.0.0.1: the API
+        // server calls the webhook by URL, with the e2e serving certificate for 127.0.0.1
+        "manager.webhook.url=https://127.0.0.1:19876".to_string(),
+        "manager.webhook.externalCertSecret=kruise-rs-e2e-webhook-tls".to_string(),
         "apiServer.host=127.0.0.1".to_string(),
         "apiServer.port=6443".to_string(),
     ];
@@ -145,7 +313,7 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
     for s in &sets {
         args.extend(["--set", s.as_str()]);
     }
-    helm(&env, &args)?;
+    helm(&env, &args).map_err(|e| e.context(format!("logs:\n{}", release_logs(&env))))?;
     println!("helm install --wait: {:.1} s", t0.elapsed().as_secs_f64());
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
@@ -155,7 +323,21 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
     };
-    let list = pods.list(&ListParams::default()).await?.items;
+    // `helm --wait` does not wait for a one-node DaemonSet whose maxUnavailable rounds to 1
+    let list = wait_for(
+        "manager and daemon pods Ready",
+        Duration::from_secs(120),
+        || async {
+            let list = pods.list(&ListParams::default()).await?.items;
+            Ok((list.len() >= 2 && list.iter().all(ready)).then_some(list))
+        },
+    )
+    .await
+    .map_err(|e| e.context(format!("pods not Ready; logs:\n{}", release_logs(&env))))?;
+    println!(
+        "manager and daemon pods Ready: {:.1} s after install",
+        t0.elapsed().as_secs_f64()
+    );
     for component in ["manager", "daemon"] {
         let p = list
             .iter()
@@ -181,6 +363,8 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
         }
     }
 
+    least_privilege_daemon(&env, &real_node).await?;
+
     // the manager wrote the caBundle into the configurations the chart created
     let mwc: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     wait_for(
@@ -194,14 +378,26 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
                     .as_ref()
                     .is_some_and(|b| !b.0.is_empty())
                     && w.client_config
-                        .service
-                        .as_ref()
-                        .is_some_and(|s| s.namespace == NAMESPACE)
+                        .url
+                        .as_deref()
+                        .is_some_and(|u| u.starts_with("https://127.0.0.1:19876/"))
             });
             Ok(ok.then_some(()))
         },
     )
-    .await?;
+    .await
+    .map_err(|e| {
+        let c = run(
+            "kubectl get",
+            Command::new(env.get("E2E_KUBECTL").unwrap_or("kubectl"))
+                .env("KUBECONFIG", env.get("KUBECONFIG").unwrap_or_default())
+                .args(["get", "mutatingwebhookconfigurations", "-o", "yaml"]),
+        );
+        e.context(format!(
+            "configurations: {c:?}\nlogs:\n{}",
+            release_logs(&env)
+        ))
+    })?;
 
     let name = format!("helm-e2e-{}", std::process::id());
     let ss: SidecarSet = serde_json::from_value(json!({
@@ -342,5 +538,46 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
     let _ = sss.delete(&job_name, &DeleteParams::default()).await;
     result?;
     ensure!(kept, "the user's SidecarSet was removed by helm uninstall");
+    Ok(())
+}
+
+/// `helm lint --strict` is clean and `helm template` output applies with `--dry-run=server` (schema,
+/// admission and CEL of every object checked by the API server; nothing stored).
+#[tokio::test]
+async fn chart_lints_clean_and_its_template_applies_with_server_dry_run() -> Result<()> {
+    let Some(env) = env_or_skip("chart_dry_run") else {
+        return Ok(());
+    };
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/kruise-rs");
+    helm(&env, &["lint", "--strict", chart])?;
+    let rendered = helm(&env, &["template", RELEASE, chart, "-n", "kruise-system"])?;
+    let mut child = Command::new(env.get("E2E_KUBECTL")?)
+        .env("KUBECONFIG", env.get("KUBECONFIG")?)
+        .args(["apply", "--dry-run=server", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    std::io::Write::write_all(
+        &mut child.stdin.take().context("stdin")?,
+        rendered.as_bytes(),
+    )?;
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "kubectl apply --dry-run=server refused the chart: {}{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let objects = text
+        .lines()
+        .filter(|l| l.contains("(server dry run)"))
+        .count();
+    let rendered_objects = rendered.lines().filter(|l| l.starts_with("kind: ")).count();
+    ensure!(
+        objects == rendered_objects && objects > 0,
+        "{objects} of {rendered_objects} rendered objects applied:\n{text}"
+    );
+    println!("helm template: {objects} objects accepted by --dry-run=server");
     Ok(())
 }
