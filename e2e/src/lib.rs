@@ -263,3 +263,20 @@ pub async fn create_sidecarset_and_wait(
         .context("create SidecarSet")?;
     wait_pod_webhook_covers(client, needle).await
 }
+
+/// A gRPC channel to the CRI socket `endpoint` (`unix:///path/containerd.sock`).
+pub async fn cri_channel(endpoint: &str) -> Result<tonic::transport::Channel> {
+    let path = endpoint.trim_start_matches("unix://").to_string();
+    // the URI is required by tonic but unused: the connector dials the socket
+    tonic::transport::Endpoint::try_from("http://[::]:50051")?
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+        .with_context(|| format!("connect to the CRI at {endpoint}"))
+}

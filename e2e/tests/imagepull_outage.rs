@@ -15,17 +15,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 async fn cri(endpoint: &str) -> Result<ImageServiceClient<Channel>> {
-    let path = endpoint.trim_start_matches("unix://").to_string();
-    let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")?
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(path).await?,
-                ))
-            }
-        }))
-        .await?;
+    let channel = kruise_e2e::cri_channel(endpoint).await?;
     Ok(ImageServiceClient::new(channel))
 }
 

@@ -246,16 +246,7 @@ async fn cri_image_service_answers_on_every_containerd() -> Result<()> {
     use k8s_cri::v1::image_service_client::ImageServiceClient;
     use k8s_cri::v1::{ImageFsInfoRequest, ListImagesRequest};
     for ep in endpoints {
-        let path = ep.trim_start_matches("unix://").to_string();
-        let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")?
-            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                let path = path.clone();
-                async move {
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                        tokio::net::UnixStream::connect(path).await?,
-                    ))
-                }
-            }))
+        let channel = kruise_e2e::cri_channel(&ep)
             .await
             .with_context(|| format!("connect {ep}"))?;
         let mut images = ImageServiceClient::new(channel);
