@@ -261,7 +261,68 @@ pub async fn create_sidecarset_and_wait(
         .create(&PostParams::default(), ss)
         .await
         .context("create SidecarSet")?;
-    wait_pod_webhook_covers(client, needle).await
+    wait_pod_webhook_covers(client, needle).await?;
+    wait_api_server_injects(client, ss).await
+}
+
+/// The API server applies a changed webhook configuration a moment after it is stored: until then a
+/// new pod is not sent to the webhook. Probes with server-side dry-run pod creations (admission runs,
+/// nothing is stored) until one gets `ss`'s first sidecar. SidecarSets limited to namespaces get a
+/// fixed pause instead (the probe's namespace might not be selected).
+pub async fn wait_api_server_injects(client: &Client, ss: &kruise_crds::SidecarSet) -> Result<()> {
+    let labels = ss
+        .spec
+        .selector
+        .as_ref()
+        .and_then(|s| s.match_labels.clone())
+        .filter(|l| !l.is_empty());
+    let sidecar = ss
+        .spec
+        .containers
+        .iter()
+        .flatten()
+        .chain(ss.spec.init_containers.iter().flatten())
+        .map(|c| c.container.name.clone())
+        .next();
+    let (Some(labels), Some(sidecar)) = (labels, sidecar) else {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        return Ok(());
+    };
+    if ss.spec.namespace.is_some() || ss.spec.namespace_selector.is_some() {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        return Ok(());
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut probe = pod_on_node(
+        "injection-probe",
+        "no-such-node",
+        "example.test/probe:v1",
+        false,
+    );
+    probe
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .extend(labels);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    wait_for(
+        &format!("the API server to send pods to the webhook for sidecar {sidecar}"),
+        Duration::from_secs(30),
+        || async {
+            let created = pods.create(&dry_run, &probe).await?;
+            let spec = created.spec.unwrap_or_default();
+            let injected = spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .any(|c| c.name.starts_with(&sidecar));
+            Ok(injected.then_some(()))
+        },
+    )
+    .await
 }
 
 /// A gRPC channel to the CRI socket `endpoint` (`unix:///path/containerd.sock`).
@@ -279,4 +340,112 @@ pub async fn cri_channel(endpoint: &str) -> Result<tonic::transport::Channel> {
         }))
         .await
         .with_context(|| format!("connect to the CRI at {endpoint}"))
+}
+
+/// A process `e2e/cluster` started and recorded in `$E2E_DIR/pids/NAME.pid` (kube-apiserver,
+/// containerd-N, registry, daemon-N, …), with the command line and environment it runs with, so a
+/// fault test can kill it and start it again exactly as it was.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pid_file: String,
+    log: String,
+    /// Its PID (the new one after [`Recorded::restart`]).
+    pub pid: u32,
+    argv: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+fn nul_split(bytes: &[u8]) -> Vec<String> {
+    bytes
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).to_string())
+        .collect()
+}
+
+impl Recorded {
+    /// Reads `pids/NAME.pid` and `/proc/PID`; `program` must end the first word of its command line.
+    pub fn find(env: &Env, name: &str, program: &str) -> Result<Recorded> {
+        let dir = env.get("E2E_DIR")?;
+        let pid_file = format!("{dir}/pids/{name}.pid");
+        let pid: u32 = std::fs::read_to_string(&pid_file)
+            .with_context(|| format!("read {pid_file}"))?
+            .trim()
+            .parse()?;
+        let argv = nul_split(&std::fs::read(format!("/proc/{pid}/cmdline"))?);
+        if !argv.first().is_some_and(|a| a.ends_with(program)) {
+            bail!("PID {pid} of {name} is not {program}: {argv:?}");
+        }
+        let envs = nul_split(&std::fs::read(format!("/proc/{pid}/environ"))?)
+            .into_iter()
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        Ok(Recorded {
+            pid_file,
+            log: format!("{dir}/logs/{name}.log"),
+            pid,
+            argv,
+            envs,
+        })
+    }
+
+    /// Whether the process is still there.
+    pub fn alive(&self) -> bool {
+        std::fs::metadata(format!("/proc/{}", self.pid)).is_ok()
+    }
+
+    /// Sends a signal (`-KILL`, `-STOP`, `-CONT`, …).
+    pub fn signal(&self, sig: &str) {
+        let _ = std::process::Command::new("kill")
+            .args([sig, &self.pid.to_string()])
+            .status();
+    }
+
+    /// `kill -9`, then waits until it is gone.
+    pub async fn kill(&self) -> Result<()> {
+        self.signal("-KILL");
+        wait_for("the process to exit", Duration::from_secs(10), || async {
+            Ok((!self.alive()).then_some(()))
+        })
+        .await
+    }
+
+    /// Starts it again as `e2e/cluster` does (own session, same environment, log appended) and
+    /// records the new PID. Descriptors above stderr are closed first: a test may run under a
+    /// lock's descriptor, which the process would otherwise hold for its whole life.
+    pub fn restart(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(r#"for f in /proc/$$/fd/*; do n=${f##*/}; if ((n > 2)); then eval "exec $n>&-" 2>/dev/null; fi; done; exec setsid "$@""#)
+            .arg("bash")
+            .args(&self.argv)
+            .env_clear()
+            .envs(self.envs.iter().cloned())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        // bash execs setsid, which execs in place (the child is not a group leader): same PID
+        self.pid = child.id();
+        std::fs::write(&self.pid_file, format!("{}\n", self.pid))?;
+        Ok(())
+    }
+}
+
+/// Restarts a [`Recorded`] process that a failed test left stopped or dead.
+pub struct Heal(pub Recorded);
+impl Drop for Heal {
+    fn drop(&mut self) {
+        self.0.signal("-CONT");
+        if !self.0.alive() {
+            let _ = self.0.restart();
+        }
+    }
 }

@@ -228,3 +228,108 @@ async fn containerd_restarted_mid_pull_is_retried_and_succeeds() -> Result<()> {
     drop(heal);
     res
 }
+
+/// One CRI node's pull of `big:v1` is frozen in flight (its containerd or the registry stopped),
+/// then `victim` (a process `e2e/cluster` recorded) is `kill -9`ed and started again: the job must
+/// still end Succeeded with the image on the node.
+async fn killed_mid_pull(test: &str, victim: &str, program: &str) -> Result<()> {
+    let Some(env) = env_or_skip(test) else {
+        return Ok(());
+    };
+    let nodes = env.list("E2E_CRI_NODES");
+    let endpoints = env.cri_endpoints();
+    if env.get("E2E_SUITE").map(|v| v != "1").unwrap_or(true) || endpoints.len() < 2 {
+        eprintln!("SKIP {test}: needs the suite and two CRI nodes");
+        return Ok(());
+    }
+    let (node, endpoint) = (nodes[1].clone(), endpoints[1].clone());
+    let metrics_addr = "127.0.0.1:10222";
+    let client = env.client().await?;
+    let image = format!("{}/big:v1", env.get("E2E_REGISTRY")?);
+    cri(&endpoint)
+        .await?
+        .remove_image(RemoveImageRequest {
+            image: Some(ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+        })
+        .await?;
+    ensure!(
+        !cri_has(&endpoint, &image).await?,
+        "{image} still on {node}"
+    );
+    // the pull hangs while the registry is stopped: that keeps it in flight until the kill
+    let mut victim = kruise_e2e::Heal(kruise_e2e::Recorded::find(&env, victim, program)?);
+    let thaw = if program == "docker-registry" {
+        None // the victim itself
+    } else {
+        Some(kruise_e2e::Heal(kruise_e2e::Recorded::find(
+            &env,
+            "registry",
+            "docker-registry",
+        )?))
+    };
+    match &thaw {
+        Some(t) => t.0.signal("-STOP"),
+        None => victim.0.signal("-STOP"),
+    }
+    let res = with_temp_ns(&client, "pullkill", |client, ns| {
+        let (image, endpoint, victim, thaw) = (image.clone(), endpoint.clone(), &mut victim, &thaw);
+        async move {
+            let jobs: Api<ImagePullJob> = Api::namespaced(client.clone(), &ns);
+            let job: ImagePullJob = serde_json::from_value(json!({
+                "apiVersion": "apps.kruise.io/v1alpha1", "kind": "ImagePullJob",
+                "metadata": {"name": "killed"},
+                "spec": {"image": image, "selector": {"names": [node]}, "imagePullPolicy": "Always",
+                         "pullPolicy": {"backoffLimit": 6, "timeoutSeconds": 60},
+                         "completionPolicy": {"type": "Always", "activeDeadlineSeconds": 600}}
+            }))?;
+            jobs.create(&PostParams::default(), &job).await?;
+            wait_for("the daemon to start pulling", Duration::from_secs(60), || async {
+                let busy = daemon_metric(metrics_addr, "kruise_daemon_image_pull_workers_busy")?;
+                Ok((busy >= 1.0).then_some(()))
+            })
+            .await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            victim.0.kill().await?;
+            if let Some(t) = thaw {
+                t.0.signal("-CONT");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            victim.0.restart()?;
+            let t0 = std::time::Instant::now();
+            let done = wait_for("the job to finish", Duration::from_secs(240), || async {
+                let j = jobs.get("killed").await?;
+                Ok(j.status.filter(|s| s.completion_time.is_some()))
+            })
+            .await?;
+            println!(
+                "{program} killed mid-pull and restarted: job finished {:.1} s later: desired {}, succeeded {:?}, failed {:?}",
+                t0.elapsed().as_secs_f64(),
+                done.desired,
+                done.succeeded,
+                done.failed
+            );
+            ensure!(done.desired == 1 && done.succeeded == Some(1), "after the restart: {done:?}");
+            ensure!(cri_has(&endpoint, &image).await?, "{image} not on {node}");
+            Ok(())
+        }
+    })
+    .await;
+    drop(thaw);
+    drop(victim);
+    res
+}
+
+#[tokio::test]
+#[ignore = "disruptive: kills a kruise-daemon; run alone by e2e/faults"]
+async fn daemon_killed_mid_pull_is_restarted_and_the_job_succeeds() -> Result<()> {
+    killed_mid_pull("daemon_killed_mid_pull", "daemon-1", "kruise-daemon").await
+}
+
+#[tokio::test]
+#[ignore = "disruptive: kills the image registry; run alone by e2e/faults"]
+async fn registry_killed_mid_pull_is_restarted_and_the_job_succeeds() -> Result<()> {
+    killed_mid_pull("registry_killed_mid_pull", "registry", "docker-registry").await
+}

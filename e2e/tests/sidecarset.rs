@@ -85,11 +85,20 @@ async fn sidecar_image_is_upgraded_in_place_and_status_counts() -> Result<()> {
             let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
             let uids = make_pods(&pods, &node, "e2e-upgrade", &name, 3).await?;
             let sss: Api<SidecarSet> = Api::all(client.clone());
-            wait_for("status: 3 matched, updated and ready", Duration::from_secs(60), || async {
+            wait_for("status: 3 matched, updated and ready", Duration::from_secs(120), || async {
                 let s = sss.get(&name).await?.status.unwrap_or_default();
                 Ok((s.matched_pods == 3 && s.updated_pods == 3 && s.ready_pods == 3).then_some(()))
             })
-            .await?;
+            .await
+            .map_err(|e| {
+                let pods = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("\"$E2E_KUBECTL\" get sidecarset {name} -o yaml; \"$E2E_KUBECTL\" -n {ns} get pods -o wide"))
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                e.context(pods)
+            })?;
             let patch = json!({"spec": {"containers": [{"name": "agent-up", "image": "example.test/agent:v2"}]}});
             sss.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
             wait_for("every pod's sidecar on v2 and ready", Duration::from_secs(90), || async {

@@ -675,6 +675,9 @@ async fn finalize_job(job: &ImagePullJob, ctx: &Ctx, api: &Api<ImagePullJob>) ->
 }
 
 /// Writes the job into one NodeImage, retrying on conflicts.
+/// How many NodeImages one job reconcile writes at once.
+const NODE_IMAGE_WRITES_IN_FLIGHT: usize = 16;
+
 async fn write_node_image(
     ctx: &Ctx,
     name: &str,
@@ -786,6 +789,7 @@ async fn reconcile_job_inner(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Ac
     let secrets = sync_job_secrets(&job, &ctx, true).await?;
     let calc = job_plan::calculate_status(&job, &selected, &secrets, now)?;
     let targets = job_plan::nodes_to_sync(&job, &calc);
+    let mut write_error = None;
     if !targets.is_empty() {
         let policy = job_plan::tag_pull_policy(
             &job,
@@ -793,12 +797,27 @@ async fn reconcile_job_inner(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Ac
             fastrand::i32(0..job_plan::ALWAYS_TTL_JITTER),
             fastrand::i32(-job_plan::NEVER_TTL_JITTER..job_plan::NEVER_TTL_JITTER),
         );
+        // different NodeImages never conflict: write a bounded number at once
+        let (c, j, sec, pol) = (&ctx, &job, &secrets, &policy);
+        let results: Vec<(String, Result<bool>)> = futures::stream::iter(targets.iter().cloned())
+            .map(move |n: String| async move {
+                let r = write_node_image(c, &n, j, sec, pol).await;
+                (n, r)
+            })
+            .buffer_unordered(NODE_IMAGE_WRITES_IN_FLIGHT)
+            .collect()
+            .await;
         let mut written = Vec::new();
-        for n in &targets {
-            if write_node_image(&ctx, n, &job, &secrets, &policy).await? {
-                written.push(n.clone());
+        for (n, r) in results {
+            match r {
+                Ok(true) => written.push(n),
+                Ok(false) => {}
+                Err(e) => {
+                    write_error.get_or_insert(e);
+                }
             }
         }
+        written.sort();
         if !written.is_empty() {
             ctx.event(
                 job.as_ref(),
@@ -812,6 +831,10 @@ async fn reconcile_job_inner(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Ac
             )
             .await;
         }
+    }
+    // the event above names what was written; the status waits for a reconcile without errors
+    if let Some(e) = write_error {
+        return Err(e);
     }
     if job_plan::status_changed(job.status.as_ref(), &calc.status) {
         let patch = json!({

@@ -260,19 +260,15 @@ pub async fn run(
             .collect::<Vec<_>>()
     };
 
-    let ss_for_pods = ss_reader.clone();
     let ctx = Arc::new(
         Context::new(client, namespace, pod_reader, rev_reader).with_namespaces(ns_reader),
     );
     Controller::for_stream(sidecarsets, ss_reader)
         .with_config(controller::Config::default().concurrency(3))
-        // Only SidecarSets that exist: a deleted one's pods would each fail a reconcile otherwise.
-        .watches_stream(pods, move |p: Pod| {
-            pod_to_sidecarsets(&p)
-                .into_iter()
-                .filter(|r| ss_for_pods.get(r).is_some())
-                .collect::<Vec<_>>()
-        })
+        // Every SidecarSet the pod names, even one not in the store yet: filtering on the store
+        // dropped the first pod events of a just-created SidecarSet (its status then waited for the
+        // periodic resync).
+        .watches_stream(pods, |p: Pod| pod_to_sidecarsets(&p))
         .watches_stream(revisions, |r: ControllerRevision| {
             revision_to_sidecarset(&r)
         })
