@@ -410,6 +410,7 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
     let result = with_temp_ns(&client, "helm", |client, ns| {
         let (name, real_node, registry) = (name.clone(), real_node.clone(), registry.clone());
         async move {
+            let env = env_or_skip("helm_install").context("env")?;
             let kwok = env_or_skip("helm_install")
                 .context("env")?
                 .list("E2E_KWOK_NODES")
@@ -453,14 +454,31 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
                     Ok((s.completion_time.is_some()).then_some(s))
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| {
+                let state = Command::new(env.get("E2E_KUBECTL").unwrap_or("kubectl"))
+                    .env("KUBECONFIG", env.get("KUBECONFIG").unwrap_or_default())
+                    .args(["get", "imagepulljobs", "-A", "-o", "yaml"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                let ni = Command::new(env.get("E2E_KUBECTL").unwrap_or("kubectl"))
+                    .env("KUBECONFIG", env.get("KUBECONFIG").unwrap_or_default())
+                    .args(["get", "nodeimage", &real_node, "-o", "yaml"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                e.context(format!(
+                    "jobs:\n{state}\nNodeImage:\n{ni}\nlogs:\n{}",
+                    release_logs(&env)
+                ))
+            })?;
             ensure!(
                 st.succeeded == Some(1) && st.failed.unwrap_or(0) == 0,
                 "job finished with {st:?}"
             );
 
             // uninstall: everything of the release goes, CRDs and user objects stay
-            let env = env_or_skip("helm_install").context("env")?;
             helm(
                 &env,
                 &[

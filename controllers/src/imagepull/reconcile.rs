@@ -364,6 +364,23 @@ async fn reconcile_node_inner(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action> 
 // ---------------------------------------------------------------------------------------------
 // NodeImage maintenance
 
+/// Whether a cache may be read: its first list is done, or (when the readiness signal is late,
+/// which was seen never to arrive on some first starts) it already holds a complete list (the
+/// reflector swaps in whole lists). `false`: requeue rather than act on an empty cache.
+async fn cache_usable<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), store.wait_until_ready()).await,
+        Ok(Ok(()))
+    ) || !store.state().is_empty()
+}
+
+/// Requeue delay while a cache is not usable yet.
+const CACHE_NOT_READY_REQUEUE: Duration = Duration::from_secs(2);
+
 async fn reconcile_node_image(ni: Arc<NodeImage>, ctx: Arc<Ctx>) -> Result<Action> {
     let start = std::time::Instant::now();
     let res = reconcile_node_image_inner(ni, ctx.clone()).await;
@@ -372,8 +389,9 @@ async fn reconcile_node_image(ni: Arc<NodeImage>, ctx: Arc<Ctx>) -> Result<Actio
 }
 
 async fn reconcile_node_image_inner(ni: Arc<NodeImage>, ctx: Arc<Ctx>) -> Result<Action> {
-    let _ = ctx.nodes.wait_until_ready().await;
-    let _ = ctx.jobs.wait_until_ready().await;
+    if !cache_usable(&ctx.nodes).await || !cache_usable(&ctx.jobs).await {
+        return Ok(Action::requeue(CACHE_NOT_READY_REQUEUE));
+    }
     let name = ni.name_any();
     let api: Api<NodeImage> = Api::all(ctx.client.clone());
     let now = Timestamp::now();
@@ -772,7 +790,9 @@ async fn reconcile_job_inner(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Ac
             .await
             .map_err(kube_err("add finalizer"))?;
     }
-    let _ = ctx.node_images.wait_until_ready().await;
+    if !cache_usable(&ctx.node_images).await {
+        return Ok(Action::requeue(CACHE_NOT_READY_REQUEUE));
+    }
     let sel = NodeSelection::of(&job.spec.template)?;
     let pods = match &sel {
         NodeSelection::Pods(s) => {
@@ -933,7 +953,9 @@ async fn reconcile_list_inner(list: Arc<ImageListPullJob>, ctx: Arc<Ctx>) -> Res
             .await
             .map_err(kube_err("label revision hash"))?;
     }
-    let _ = ctx.jobs.wait_until_ready().await;
+    if !cache_usable(&ctx.jobs).await {
+        return Ok(Action::requeue(CACHE_NOT_READY_REQUEUE));
+    }
     let all = ctx.jobs.state();
     let children = list_plan::children_of(&list, all.iter().map(|a| a.as_ref()));
     let plan = list_plan::plan_children(&list, &children, &hash);
