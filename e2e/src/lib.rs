@@ -413,6 +413,23 @@ impl Recorded {
         .await
     }
 
+    /// The same process with the value after `flag` in its command line replaced (to
+    /// [`restart`](Recorded::restart) it differently, e.g. with another `--kubeconfig`).
+    pub fn with_arg(&self, flag: &str, value: &str) -> Result<Recorded> {
+        let mut r = self.clone();
+        let i = r
+            .argv
+            .iter()
+            .position(|a| a == flag)
+            .with_context(|| format!("{flag} not in {:?}", self.argv))?;
+        let v = r
+            .argv
+            .get_mut(i + 1)
+            .with_context(|| format!("no value after {flag}"))?;
+        *v = value.to_string();
+        Ok(r)
+    }
+
     /// Starts it again as `e2e/cluster` does (own session, same environment, log appended) and
     /// records the new PID. Descriptors above stderr are closed first: a test may run under a
     /// lock's descriptor, which the process would otherwise hold for its whole life.
@@ -448,4 +465,59 @@ impl Drop for Heal {
             let _ = self.0.restart();
         }
     }
+}
+
+/// Mutating requests (POST, PUT, PATCH, APPLY, DELETE) the API server has served since it started,
+/// from its `apiserver_request_total`, keyed `VERB resource[/subresource]`: take one before and one
+/// after a run and compare them with [`writes_between`].
+pub async fn api_writes(client: &Client) -> Result<BTreeMap<String, f64>> {
+    let req = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(req).await?;
+    let mut out = BTreeMap::new();
+    for l in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let label = |k: &str| {
+            l.split(&format!("{k}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let verb = label("verb");
+        if !["POST", "PUT", "PATCH", "APPLY", "DELETE"].contains(&verb.as_str()) {
+            continue;
+        }
+        let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        let (res, sub) = (label("resource"), label("subresource"));
+        let key = if sub.is_empty() {
+            format!("{verb} {res}")
+        } else {
+            format!("{verb} {res}/{sub}")
+        };
+        *out.entry(key).or_default() += v;
+    }
+    Ok(out)
+}
+
+/// The writes between two [`api_writes`] snapshots, only the keys that grew.
+pub fn writes_between(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or_default();
+            (d > 0.0).then(|| (k.clone(), d))
+        })
+        .collect()
+}
+
+/// The sum of a map of writes ([`api_writes`] or [`writes_between`]).
+pub fn writes_total(writes: &BTreeMap<String, f64>) -> f64 {
+    writes.values().sum()
 }

@@ -1,7 +1,7 @@
 //! Disruptive e2e tests: they freeze or kill kruise-manager, so `e2e/cluster test` runs them alone
 //! after everything else (`--ignored --test-threads=1`).
-//! - A hung webhook refuses only pods some SidecarSet selects; every other pod is created at once
-//!   (decision 1: the API server does not call us for them).
+//! - A hung or killed webhook refuses only pods some SidecarSet selects; every other pod is created
+//!   at once (decision 1: the API server does not call us for them).
 //! - `kill -9` of the manager in the middle of a CloneSet scale-up, then a restart: exactly
 //!   `replicas` pods are ever created, never more.
 #![allow(clippy::unwrap_used)]
@@ -35,16 +35,6 @@ fn manager_pid(env: &Env) -> Result<String> {
     )
 }
 
-/// Resumes a SIGSTOPped manager when dropped, whatever the test did.
-struct Resume(String);
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.0])
-            .status();
-    }
-}
-
 fn suite(env: &Env, test: &str) -> bool {
     let ok = env.get("E2E_SUITE").map(|v| v == "1").unwrap_or(false);
     if !ok {
@@ -53,13 +43,55 @@ fn suite(env: &Env, test: &str) -> bool {
     ok
 }
 
+/// How the webhook becomes unavailable.
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    /// SIGSTOP: connections are accepted and never answered (the API server's timeout runs out).
+    Frozen,
+    /// `kill -9`: nothing listens (connection refused at once).
+    Killed,
+}
+
+/// Undoes an [`Outage`] when dropped, whatever the test did.
+struct Restore(Outage, String);
+impl Drop for Restore {
+    fn drop(&mut self) {
+        match self.0 {
+            Outage::Frozen => {
+                let _ = std::process::Command::new("kill")
+                    .args(["-CONT", &self.1])
+                    .status();
+            }
+            Outage::Killed => {
+                if std::fs::metadata(format!("/proc/{}", self.1)).is_err() {
+                    let _ = cluster(&["suite", "start-manager"]);
+                }
+            }
+        }
+    }
+}
+
 #[tokio::test]
 #[ignore = "disruptive: freezes the manager; run alone by e2e/cluster test"]
 async fn hung_webhook_blocks_only_pods_a_sidecarset_selects() -> Result<()> {
-    let Some(env) = env_or_skip("hung_webhook") else {
+    webhook_outage_blocks_only_selected_pods(Outage::Frozen).await
+}
+
+#[tokio::test]
+#[ignore = "disruptive: kills the manager; run alone by e2e/cluster test"]
+async fn killed_webhook_blocks_only_pods_a_sidecarset_selects() -> Result<()> {
+    webhook_outage_blocks_only_selected_pods(Outage::Killed).await
+}
+
+/// With the manager frozen or killed (failurePolicy `Fail`, the default): a pod no SidecarSet
+/// selects is created at once; a selected pod is refused with an error naming our webhook; once
+/// the manager is back, the selected pod is created with its sidecar.
+async fn webhook_outage_blocks_only_selected_pods(outage: Outage) -> Result<()> {
+    let test = format!("{outage:?}_webhook");
+    let Some(env) = env_or_skip(&test) else {
         return Ok(());
     };
-    if !suite(&env, "hung_webhook") {
+    if !suite(&env, &test) {
         return Ok(());
     }
     let client = env.client().await?;
@@ -81,24 +113,27 @@ async fn hung_webhook_blocks_only_pods_a_sidecarset_selects() -> Result<()> {
         async move {
             let pods: Api<Pod> = Api::namespaced(client, &ns);
             let pid = manager_pid(&env)?;
-            ensure!(
-                std::process::Command::new("kill")
-                    .args(["-STOP", &pid])
-                    .status()?
-                    .success()
-            );
-            let _resume = Resume(pid);
+            let restore = Restore(outage, pid.clone());
+            match outage {
+                Outage::Frozen => ensure!(
+                    std::process::Command::new("kill")
+                        .args(["-STOP", &pid])
+                        .status()?
+                        .success()
+                ),
+                Outage::Killed => cluster(&["suite", "kill-manager"])?,
+            }
             let t0 = Instant::now();
             pods.create(
                 &PostParams::default(),
                 &pod_on_node("free", &node, "example.test/app:v1", false),
             )
             .await
-            .context("a pod no SidecarSet selects was blocked by the hung webhook")?;
+            .context("a pod no SidecarSet selects was blocked by the webhook outage")?;
             let free_secs = t0.elapsed().as_secs_f64();
             ensure!(
                 free_secs < 3.0,
-                "an unselected pod took {free_secs:.1}s to create with the webhook hung"
+                "an unselected pod took {free_secs:.1}s to create with the webhook {outage:?}"
             );
             let mut selected = pod_on_node("selected", &node, "example.test/app:v1", false);
             selected
@@ -106,17 +141,49 @@ async fn hung_webhook_blocks_only_pods_a_sidecarset_selects() -> Result<()> {
                 .labels
                 .get_or_insert_with(Default::default)
                 .insert("e2e-outage".into(), name.clone());
+            let t1 = Instant::now();
             let err = pods
                 .create(&PostParams::default(), &selected)
                 .await
-                .expect_err(
-                    "a selected pod was created without its sidecar while the webhook was hung",
-                );
+                .expect_err("a selected pod was created without its sidecar during the outage");
+            let refused_secs = t1.elapsed().as_secs_f64();
             ensure!(
                 err.to_string().contains("mpod.kb.io"),
                 "refusal does not say which webhook failed: {err}"
             );
-            eprintln!("unselected pod created in {free_secs:.3}s; selected pod refused: {err}");
+            eprintln!(
+                "{outage:?}: unselected pod created in {free_secs:.3}s; selected pod refused after {refused_secs:.2}s: {err}"
+            );
+            drop(restore);
+            if let Outage::Killed = outage {
+                ensure!(
+                    manager_pid(&env).is_ok_and(|p| p != pid),
+                    "the manager was not started again"
+                );
+            }
+            // back: the same pod is now created, with its sidecar
+            let created = wait_for("the selected pod to be created", Duration::from_secs(60), || async {
+                match pods.create(&PostParams::default(), &selected).await {
+                    Ok(p) => Ok(Some(p)),
+                    Err(kube::Error::Api(e)) if e.message.contains("mpod.kb.io") => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await?;
+            let names: Vec<_> = created
+                .spec
+                .as_ref()
+                .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+                .unwrap_or_default();
+            ensure!(
+                names.contains(&"outage-agent".to_string()),
+                "after the outage the selected pod has containers {names:?}, no sidecar"
+            );
+            let free = pods.get("free").await?;
+            ensure!(
+                free.spec.as_ref().is_some_and(|s| s.containers.len() == 1),
+                "the unselected pod was changed"
+            );
             Ok(())
         }
     })

@@ -28,27 +28,6 @@ struct Args {
     out: String,
 }
 
-/// Sum of mutating requests the API server has served (POST, PUT, PATCH, DELETE).
-async fn api_writes(client: &Client) -> Result<f64> {
-    let req = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(req).await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter(|l| {
-            [
-                "verb=\"POST\"",
-                "verb=\"PUT\"",
-                "verb=\"PATCH\"",
-                "verb=\"DELETE\"",
-            ]
-            .iter()
-            .any(|v| l.contains(v))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
-}
-
 fn running_with(p: &Pod, image: &str) -> bool {
     p.status.as_ref().is_some_and(|s| {
         s.phase.as_deref() == Some("Running")
@@ -59,6 +38,11 @@ fn running_with(p: &Pod, image: &str) -> bool {
                 .as_ref()
                 .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
     })
+}
+
+/// Sum of mutating requests the API server has served.
+async fn api_writes(client: &Client) -> Result<f64> {
+    Ok(kruise_e2e::writes_total(&kruise_e2e::api_writes(client).await?))
 }
 
 async fn wait_all(

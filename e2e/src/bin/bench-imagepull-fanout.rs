@@ -52,44 +52,10 @@ const LABEL: &str = "kruise-rs.e2e/fanout";
 
 /// Writes by resource (`nodeimages`, `nodeimages/status`, `imagepulljobs`, …) the API server served.
 async fn api_writes(client: &Client) -> Result<BTreeMap<String, f64>> {
-    let req = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(req).await?;
     let mut out = BTreeMap::new();
-    for l in text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-    {
-        if ![
-            "\"POST\"",
-            "\"PUT\"",
-            "\"PATCH\"",
-            "\"APPLY\"",
-            "\"DELETE\"",
-        ]
-        .iter()
-        .any(|v| l.contains(&format!("verb={v}")))
-        {
-            continue;
-        }
-        let label = |k: &str| {
-            l.split(&format!("{k}=\""))
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap_or("")
-                .to_string()
-        };
-        let (res, sub) = (label("resource"), label("subresource"));
-        let key = if sub.is_empty() {
-            res
-        } else {
-            format!("{res}/{sub}")
-        };
-        let v: f64 = l
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        *out.entry(key).or_insert(0.0) += v;
+    for (k, v) in kruise_e2e::api_writes(client).await? {
+        let res = k.split_once(' ').map_or(k.as_str(), |(_, r)| r).to_string();
+        *out.entry(res).or_insert(0.0) += v;
     }
     Ok(out)
 }

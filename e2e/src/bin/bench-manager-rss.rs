@@ -67,22 +67,6 @@ fn mib(kib: u64) -> f64 {
     (kib as f64 / 1024.0 * 10.0).round() / 10.0
 }
 
-/// Sum of mutating requests the API server has served (POST, PUT, PATCH, DELETE).
-async fn api_writes(client: &Client) -> Result<f64> {
-    let req = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(req).await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter(|l| {
-            ["POST", "PUT", "PATCH", "DELETE"]
-                .iter()
-                .any(|v| l.contains(&format!("verb=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
-}
-
 fn node(name: &str) -> Result<Node> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node",
@@ -102,6 +86,11 @@ fn node_ready(n: &Node) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Sum of mutating requests the API server has served.
+async fn api_writes(client: &Client) -> Result<f64> {
+    Ok(kruise_e2e::writes_total(&kruise_e2e::api_writes(client).await?))
 }
 
 /// Runs `n` futures made by `f` with at most `c` at a time; fails on the first error.

@@ -11,6 +11,7 @@ use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kruise_crds::SidecarSet;
+use kruise_e2e::api_writes;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -37,41 +38,6 @@ struct Args {
 const SIDECAR: &str = "bench-sidecar";
 const V1: &str = "example.test/bench-sidecar:v1";
 const V2: &str = "example.test/bench-sidecar:v2";
-
-/// Mutating requests the API server has served (POST, PUT, PATCH, DELETE), by `verb resource[/sub]`.
-async fn api_writes(client: &Client) -> Result<BTreeMap<String, f64>> {
-    let req = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(req).await?;
-    let mut out = BTreeMap::new();
-    for l in text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-    {
-        let label = |k: &str| {
-            let pat = format!("{k}=\"");
-            l.split(&pat)
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let verb = label("verb");
-        if !["POST", "PUT", "PATCH", "DELETE"].contains(&verb.as_str()) {
-            continue;
-        }
-        let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
-            continue;
-        };
-        let (res, sub) = (label("resource"), label("subresource"));
-        let key = if sub.is_empty() {
-            format!("{verb} {res}")
-        } else {
-            format!("{verb} {res}/{sub}")
-        };
-        *out.entry(key).or_default() += v;
-    }
-    Ok(out)
-}
 
 /// Writes between two snapshots per pod: the total and the non-zero entries by verb/resource.
 fn writes_per_pod(a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>, n: usize) -> Value {
