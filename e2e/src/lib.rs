@@ -471,6 +471,15 @@ impl Drop for Heal {
 /// from its `apiserver_request_total`, keyed `VERB resource[/subresource]`: take one before and one
 /// after a run and compare them with [`writes_between`].
 pub async fn api_writes(client: &Client) -> Result<BTreeMap<String, f64>> {
+    write_counts(client, None).await
+}
+
+/// Like [`api_writes`], only the writes refused with 409 Conflict (stale resourceVersion).
+pub async fn api_write_conflicts(client: &Client) -> Result<BTreeMap<String, f64>> {
+    write_counts(client, Some("409")).await
+}
+
+async fn write_counts(client: &Client, code: Option<&str>) -> Result<BTreeMap<String, f64>> {
     let req = http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(req).await?;
     let mut out = BTreeMap::new();
@@ -486,7 +495,9 @@ pub async fn api_writes(client: &Client) -> Result<BTreeMap<String, f64>> {
                 .to_owned()
         };
         let verb = label("verb");
-        if !["POST", "PUT", "PATCH", "APPLY", "DELETE"].contains(&verb.as_str()) {
+        if !["POST", "PUT", "PATCH", "APPLY", "DELETE"].contains(&verb.as_str())
+            || code.is_some_and(|c| label("code") != c)
+        {
             continue;
         }
         let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {

@@ -63,9 +63,14 @@ impl Drop for Restore {
                     .status();
             }
             Outage::Killed => {
-                if std::fs::metadata(format!("/proc/{}", self.1)).is_err() {
-                    let _ = cluster(&["suite", "start-manager"]);
+                // `kill-manager` sends SIGKILL and returns; the process may take a moment to go
+                for _ in 0..100 {
+                    if std::fs::metadata(format!("/proc/{}", self.1)).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
                 }
+                let _ = cluster(&["suite", "start-manager"]);
             }
         }
     }

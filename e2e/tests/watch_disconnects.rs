@@ -12,9 +12,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kruise_crds::{CloneSet, ImagePullJob, SidecarSet};
 use kruise_e2e::{Recorded, env_or_skip, pod_on_node, wait_for, with_temp_ns};
+use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::Api;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -124,7 +124,10 @@ fn record_uids(pods: &Api<Pod>) -> (Arc<Mutex<BTreeSet<String>>>, tokio::task::J
             .applied_objects()
             .for_each(move |p| {
                 if let Ok(p) = p {
-                    seen_w.lock().unwrap().insert(p.metadata.uid.unwrap_or_default());
+                    seen_w
+                        .lock()
+                        .unwrap()
+                        .insert(p.metadata.uid.unwrap_or_default());
                 }
                 futures::future::ready(())
             }),
@@ -166,7 +169,11 @@ async fn hundred_forced_watch_disconnects_lose_nothing() -> Result<()> {
         return Ok(());
     }
     let client = env.client().await?;
-    let kwok_node = env.list("E2E_KWOK_NODES").into_iter().next().context("no kwok node")?;
+    let kwok_node = env
+        .list("E2E_KWOK_NODES")
+        .into_iter()
+        .next()
+        .context("no kwok node")?;
     let cri_nodes = env.list("E2E_CRI_NODES");
     let registry = env.get("E2E_REGISTRY")?.to_string();
 

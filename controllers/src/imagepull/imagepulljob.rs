@@ -467,6 +467,46 @@ pub fn status_changed(old: Option<&ImagePullJobStatus>, new: &ImagePullJobStatus
     old != Some(new)
 }
 
+/// The status this process last wrote for a job and the status it replaced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WrittenStatus {
+    /// What the job showed before the write.
+    pub replaced: Option<ImagePullJobStatus>,
+    /// What was written.
+    pub written: ImagePullJobStatus,
+}
+
+/// Whether writing `new` would only repeat the last write: the cache still shows the status that
+/// write replaced (its watch event has not arrived yet) and `new` is what was written, timestamps
+/// aside (a status computed from the stale cache gets fresh transition and completion times).
+/// Many jobs reconciled at once on the same NodeImages would otherwise write each status twice.
+pub fn write_is_repeat(
+    cached: Option<&ImagePullJobStatus>,
+    new: &ImagePullJobStatus,
+    last: Option<&WrittenStatus>,
+) -> bool {
+    let Some(last) = last else {
+        return false;
+    };
+    if cached != last.replaced.as_ref() {
+        return false;
+    }
+    let untimed = |s: &ImagePullJobStatus| {
+        let mut s = s.clone();
+        s.start_time = None;
+        s.completion_time = s
+            .completion_time
+            .as_ref()
+            .map(|_| Time(Timestamp::UNIX_EPOCH));
+        for c in s.conditions.iter_mut().flatten() {
+            c.last_transition_time = None;
+            c.last_update_time = None;
+        }
+        s
+    };
+    untimed(new) == untimed(&last.written)
+}
+
 /// At most this many names go into one event note (the API server refuses notes over 1024
 /// characters; a job on hundreds of nodes would otherwise lose its event).
 pub const EVENT_NAMES_MAX: usize = 10;
@@ -876,6 +916,39 @@ mod tests {
         let long = name_list(&names(1000));
         assert!(long.ends_with("node-9 and 990 more"), "{long}");
         assert!(long.len() < 200);
+    }
+
+    #[test]
+    fn a_status_recomputed_from_a_stale_cache_is_not_written_again() {
+        let before = ImagePullJobStatus {
+            desired: 2,
+            active: Some(0),
+            ..Default::default()
+        };
+        let written = ImagePullJobStatus {
+            desired: 2,
+            active: Some(2),
+            start_time: Some(Time(t(10))),
+            ..Default::default()
+        };
+        let last = WrittenStatus {
+            replaced: Some(before.clone()),
+            written: written.clone(),
+        };
+        let mut again = written.clone();
+        again.start_time = Some(Time(t(11))); // recomputed a second later
+        // the cache has not seen the write yet: the same status again is a repeat
+        assert!(write_is_repeat(Some(&before), &again, Some(&last)));
+        // the cache moved on (our write arrived, or someone else wrote): compare as usual
+        assert!(!write_is_repeat(Some(&written), &again, Some(&last)));
+        // a different status is never a repeat
+        let progressed = ImagePullJobStatus {
+            succeeded: Some(1),
+            ..written.clone()
+        };
+        assert!(!write_is_repeat(Some(&before), &progressed, Some(&last)));
+        // nothing written yet by this process
+        assert!(!write_is_repeat(Some(&before), &again, None));
     }
 
     #[test]

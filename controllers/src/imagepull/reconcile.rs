@@ -23,7 +23,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,6 +87,50 @@ struct Ctx {
     nodes: Store<Node>,
     jobs: Store<ImagePullJob>,
     recorder: Recorder,
+    shared: Arc<Shared>,
+}
+
+/// State the reconciles of one manager share.
+#[derive(Default)]
+struct Shared {
+    /// One lock per NodeImage name: job reconciles that write the same NodeImage take turns
+    /// instead of failing each other's writes with 409 Conflict.
+    node_image_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The last status written for each job, by UID (see [`job_plan::write_is_repeat`]).
+    written: std::sync::Mutex<HashMap<String, job_plan::WrittenStatus>>,
+}
+
+impl Shared {
+    fn node_image_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .node_image_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if locks.len() > 4096 {
+            // forget the locks nobody holds or waits for
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(name.to_string()).or_default().clone()
+    }
+
+    fn last_written(&self, uid: &str) -> Option<job_plan::WrittenStatus> {
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(uid)
+            .cloned()
+    }
+
+    fn set_written(&self, uid: &str, w: Option<job_plan::WrittenStatus>) {
+        let mut m = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match w {
+            Some(w) => m.insert(uid.to_string(), w),
+            None => m.remove(uid),
+        };
+    }
 }
 
 impl Ctx {
@@ -159,6 +203,7 @@ pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Resu
                 },
             )
         };
+        let shared = Arc::new(Shared::default());
         let ctx = |name: &str| {
             Arc::new(Ctx {
                 client: client.clone(),
@@ -167,6 +212,7 @@ pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Resu
                 nodes: node_ctrl.store(),
                 jobs: job_ctrl.store(),
                 recorder: recorder(name),
+                shared: shared.clone(),
             })
         };
         let ni_ctx = ctx(keys::NODE_IMAGE_CONTROLLER);
@@ -664,6 +710,8 @@ async fn sync_job_secrets(
 
 /// Releases secrets and removes the protection finalizer.
 async fn finalize_job(job: &ImagePullJob, ctx: &Ctx, api: &Api<ImagePullJob>) -> Result<()> {
+    ctx.shared
+        .set_written(job.metadata.uid.as_deref().unwrap_or_default(), None);
     match sync_job_secrets(job, ctx, false).await {
         Ok(_) | Err(Error::DaemonNamespace(_)) => {}
         Err(e) => return Err(e),
@@ -692,9 +740,12 @@ async fn finalize_job(job: &ImagePullJob, ctx: &Ctx, api: &Api<ImagePullJob>) ->
     Ok(())
 }
 
-/// Writes the job into one NodeImage, retrying on conflicts.
 /// How many NodeImages one job reconcile writes at once.
 const NODE_IMAGE_WRITES_IN_FLIGHT: usize = 16;
+
+/// Writes the job into one NodeImage (read fresh, retried on conflicts, one writer per NodeImage
+/// in this process at a time); returns the NodeImage as read or written and whether it was
+/// written, `None` when it is gone.
 
 async fn write_node_image(
     ctx: &Ctx,
@@ -702,17 +753,20 @@ async fn write_node_image(
     job: &ImagePullJob,
     secrets: &[ReferenceObject],
     policy: &kruise_crds::ImageTagPullPolicy,
-) -> Result<bool> {
+) -> Result<Option<(NodeImage, bool)>> {
     let api: Api<NodeImage> = Api::all(ctx.client.clone());
+    let lock = ctx.shared.node_image_lock(name);
+    let _turn = lock.lock().await;
     for _ in 0..5 {
         let Some(mut ni) = api
             .get_opt(name)
             .await
             .map_err(kube_err(format!("get NodeImage {name}")))?
         else {
-            return Ok(false);
+            return Ok(None);
         };
         let status = ni.status.clone();
+        let before = ni.clone();
         if !job_plan::write_into_node_image(
             &mut ni.spec,
             status.as_ref(),
@@ -721,16 +775,16 @@ async fn write_node_image(
             policy,
             Timestamp::now(),
         )? {
-            return Ok(false);
+            return Ok(Some((before, false)));
         }
         ni.metadata.managed_fields = None;
         match api.replace(name, &PostParams::default(), &ni).await {
-            Ok(_) => return Ok(true),
+            Ok(written) => return Ok(Some((written, true))),
             Err(e) if is_conflict(&e) => continue,
             Err(e) => return Err(kube_err(format!("update NodeImage {name}"))(e)),
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 async fn reconcile_job(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Action> {
@@ -810,6 +864,10 @@ async fn reconcile_job_inner(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Ac
     let calc = job_plan::calculate_status(&job, &selected, &secrets, now)?;
     let targets = job_plan::nodes_to_sync(&job, &calc);
     let mut write_error = None;
+    // whether the NodeImage cache is behind what this reconcile wrote or read: the status is then
+    // left to the reconcile the NodeImage events bring, which sees them all. Writing it now would
+    // count those nodes as not synced and take one more write per node as each event arrives.
+    let mut cache_behind = false;
     if !targets.is_empty() {
         let policy = job_plan::tag_pull_policy(
             &job,
@@ -819,19 +877,30 @@ async fn reconcile_job_inner(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Ac
         );
         // different NodeImages never conflict: write a bounded number at once
         let (c, j, sec, pol) = (&ctx, &job, &secrets, &policy);
-        let results: Vec<(String, Result<bool>)> = futures::stream::iter(targets.iter().cloned())
-            .map(move |n: String| async move {
-                let r = write_node_image(c, &n, j, sec, pol).await;
-                (n, r)
-            })
-            .buffer_unordered(NODE_IMAGE_WRITES_IN_FLIGHT)
-            .collect()
-            .await;
+        let results: Vec<(String, Result<Option<(NodeImage, bool)>>)> =
+            futures::stream::iter(targets.iter().cloned())
+                .map(move |n: String| async move {
+                    let r = write_node_image(c, &n, j, sec, pol).await;
+                    (n, r)
+                })
+                .buffer_unordered(NODE_IMAGE_WRITES_IN_FLIGHT)
+                .collect()
+                .await;
         let mut written = Vec::new();
         for (n, r) in results {
             match r {
-                Ok(true) => written.push(n),
-                Ok(false) => {}
+                Ok(Some((ni, wrote))) => {
+                    let cached = selected.iter().find(|c| c.name_any() == n);
+                    if wrote || cached.map(|c| c.resource_version()) != Some(ni.resource_version())
+                    {
+                        // a NodeImage event is on its way and will wake this job again
+                        cache_behind = true;
+                    }
+                    if wrote {
+                        written.push(n);
+                    }
+                }
+                Ok(None) => {}
                 Err(e) => {
                     write_error.get_or_insert(e);
                 }
@@ -856,7 +925,12 @@ async fn reconcile_job_inner(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Ac
     if let Some(e) = write_error {
         return Err(e);
     }
-    if job_plan::status_changed(job.status.as_ref(), &calc.status) {
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let last = ctx.shared.last_written(&uid);
+    if !cache_behind
+        && job_plan::status_changed(job.status.as_ref(), &calc.status)
+        && !job_plan::write_is_repeat(job.status.as_ref(), &calc.status, last.as_ref())
+    {
         let patch = json!({
             "apiVersion": kruise_crds::API_VERSION,
             "kind": "ImagePullJob",
@@ -869,6 +943,13 @@ async fn reconcile_job_inner(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Ac
         )
         .await
         .map_err(kube_err(format!("patch status of {ns}/{name}")))?;
+        ctx.shared.set_written(
+            &uid,
+            Some(job_plan::WrittenStatus {
+                replaced: job.status.clone(),
+                written: calc.status.clone(),
+            }),
+        );
         let was_done = job
             .status
             .as_ref()
@@ -1058,6 +1139,7 @@ mod tests {
             node_images: nis,
             nodes,
             jobs,
+            shared: Arc::default(),
             recorder: Recorder::new(
                 client,
                 Reporter {
@@ -1147,7 +1229,7 @@ mod tests {
         let wrote = write_node_image(&ctx, "n1", &j, &[], &policy)
             .await
             .unwrap();
-        assert!(wrote);
+        assert!(wrote.is_some_and(|(_, wrote)| wrote));
         server.await.unwrap();
     }
 

@@ -42,7 +42,9 @@ fn running_with(p: &Pod, image: &str) -> bool {
 
 /// Sum of mutating requests the API server has served.
 async fn api_writes(client: &Client) -> Result<f64> {
-    Ok(kruise_e2e::writes_total(&kruise_e2e::api_writes(client).await?))
+    Ok(kruise_e2e::writes_total(
+        &kruise_e2e::api_writes(client).await?,
+    ))
 }
 
 async fn wait_all(

@@ -90,7 +90,9 @@ fn node_ready(n: &Node) -> bool {
 
 /// Sum of mutating requests the API server has served.
 async fn api_writes(client: &Client) -> Result<f64> {
-    Ok(kruise_e2e::writes_total(&kruise_e2e::api_writes(client).await?))
+    Ok(kruise_e2e::writes_total(
+        &kruise_e2e::api_writes(client).await?,
+    ))
 }
 
 /// Runs `n` futures made by `f` with at most `c` at a time; fails on the first error.
