@@ -245,33 +245,16 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
         .await?;
     }
 
-    // the serving certificate, as cert-manager would leave it
+    // the manager generates its serving certificate: no certificate Secret of an earlier run
     if namespaces.get_opt(NAMESPACE).await?.is_none() {
         let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?;
         namespaces.create(&PostParams::default(), &ns).await?;
     }
-    let read = |k: &str| -> Result<k8s_openapi::ByteString> {
-        Ok(k8s_openapi::ByteString(std::fs::read(env.get(k)?)?))
-    };
-    let mut tls = k8s_openapi::api::core::v1::Secret {
-        type_: Some("kubernetes.io/tls".into()),
-        ..Default::default()
-    };
-    tls.metadata.name = Some("kruise-rs-e2e-webhook-tls".into());
-    tls.data = Some(
-        [
-            ("ca.crt".to_string(), read("E2E_CA")?),
-            ("tls.crt".to_string(), read("E2E_WEBHOOK_CERT")?),
-            ("tls.key".to_string(), read("E2E_WEBHOOK_KEY")?),
-        ]
-        .into(),
-    );
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
         Api::namespaced(client.clone(), NAMESPACE);
     let _ = secrets
-        .delete("kruise-rs-e2e-webhook-tls", &DeleteParams::default())
+        .delete("kruise-webhook-certs", &DeleteParams::default())
         .await;
-    secrets.create(&PostParams::default(), &tls).await?;
 
     let t0 = Instant::now();
     let sets = [
@@ -293,9 +276,8 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
         // kwok would run a fake pod on its nodes: only the real node runs real containers
         format!("manager.nodeSelector.kubernetes\\.io/hostname={real_node}"),
         // Endpoints may not hold loopback addresses, and this node's address is 127.0.0.1: the API
-        // server calls the webhook by URL, with the e2e serving certificate for 127.0.0.1
+        // server calls the webhook by URL; the manager's own CA and certificate cover 127.0.0.1
         "manager.webhook.url=https://127.0.0.1:19876".to_string(),
-        "manager.webhook.externalCertSecret=kruise-rs-e2e-webhook-tls".to_string(),
         "apiServer.host=127.0.0.1".to_string(),
         "apiServer.port=6443".to_string(),
     ];
@@ -365,7 +347,13 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
 
     least_privilege_daemon(&env, &real_node).await?;
 
-    // the manager wrote the caBundle into the configurations the chart created
+    // the manager generated a CA and a serving certificate into its Secret, and wrote that CA as
+    // the caBundle into the configurations the chart created
+    let ca = wait_for("the certificate Secret", Duration::from_secs(60), || async {
+        let s = secrets.get_opt("kruise-webhook-certs").await?;
+        Ok(s.and_then(|s| s.data?.get("ca-cert.pem").map(|b| b.0.clone())))
+    })
+    .await?;
     let mwc: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     wait_for(
         "caBundle in the mutating configuration",
@@ -373,10 +361,7 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
         || async {
             let c = mwc.get("kruise-rs-mutating-webhook-configuration").await?;
             let ok = c.webhooks.iter().flatten().any(|w| {
-                w.client_config
-                    .ca_bundle
-                    .as_ref()
-                    .is_some_and(|b| !b.0.is_empty())
+                w.client_config.ca_bundle.as_ref().is_some_and(|b| b.0 == ca)
                     && w.client_config
                         .url
                         .as_deref()

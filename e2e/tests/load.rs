@@ -23,11 +23,11 @@ const SETS: usize = 10;
 /// Which of the SETS SidecarSets select pod `i`: none for every fourth pod, else set `i % 10`,
 /// plus set `(i / 10) % 10` for every third pod.
 fn selected_by(i: usize) -> BTreeSet<usize> {
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         return BTreeSet::new();
     }
     let mut s = BTreeSet::from([i % SETS]);
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         s.insert((i / 10) % SETS);
     }
     s
@@ -240,7 +240,7 @@ async fn two_hundred_imagepulljobs_at_once_all_succeed_with_bounded_writes() -> 
                         "metadata": {"name": format!("load-{i}")},
                         "spec": {"image": image, "selector": {"names": nodes},
                                  // every fourth job pulls again even if the image is there
-                                 "imagePullPolicy": if i % 4 == 0 { "Always" } else { "IfNotPresent" },
+                                 "imagePullPolicy": if i.is_multiple_of(4) { "Always" } else { "IfNotPresent" },
                                  "completionPolicy": {"type": "Always"}}
                     }))
                     .unwrap();

@@ -31,9 +31,13 @@ pub const TLS_KEY_KEY: &str = "tls.key";
 pub const NOT_AFTER_KEY: &str = "kruise-rs-not-after";
 /// Hosts (DNS names and IPs, comma-separated) the serving cert covers.
 pub const HOSTS_KEY: &str = "kruise-rs-hosts";
+/// kruise-rs' record of when the CA expires (Unix seconds).
+pub const CA_NOT_AFTER_KEY: &str = "kruise-rs-ca-not-after";
 
 /// How long a generated serving cert lives, and how early it is renewed.
 pub const SERVING_VALIDITY: Duration = Duration::days(365);
+/// How long a generated CA lives.
+pub const CA_VALIDITY: Duration = Duration::days(3650);
 /// Renew when less than this remains.
 pub const RENEW_BEFORE: Duration = Duration::days(30);
 
@@ -70,13 +74,14 @@ pub struct CertBundle {
     pub key: String,
     /// When the serving certificate expires.
     pub not_after: Option<OffsetDateTime>,
+    /// When the CA expires (unknown for external certificates and older Secrets).
+    pub ca_not_after: Option<OffsetDateTime>,
     /// Hosts the serving certificate covers.
     pub hosts: Vec<String>,
 }
 
-/// Generates a CA (10 years) and a serving certificate (1 year) for `hosts` (DNS names or IPs).
-pub fn generate(hosts: &[String], now: OffsetDateTime) -> Result<CertBundle, Error> {
-    let ca_key = KeyPair::generate()?;
+/// The CA's parameters: what a certificate it signs names as its issuer.
+fn ca_params(now: OffsetDateTime) -> Result<CertificateParams, Error> {
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name
         .push(DnType::CommonName, "kruise-rs-webhook-ca");
@@ -87,10 +92,54 @@ pub fn generate(hosts: &[String], now: OffsetDateTime) -> Result<CertBundle, Err
         KeyUsagePurpose::DigitalSignature,
     ];
     ca.not_before = now - Duration::hours(1);
-    ca.not_after = now + Duration::days(3650);
+    ca.not_after = now + CA_VALIDITY;
+    Ok(ca)
+}
+
+/// Generates a CA (10 years) and a serving certificate (1 year) for `hosts` (DNS names or IPs).
+pub fn generate(hosts: &[String], now: OffsetDateTime) -> Result<CertBundle, Error> {
+    let ca_key = KeyPair::generate()?;
+    let ca = ca_params(now)?;
+    let ca_not_after = ca.not_after;
     let ca_cert = ca.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca, &ca_key);
+    let mut b = sign_serving(&issuer, hosts, now)?;
+    b.ca_cert = ca_cert.pem();
+    b.ca_key = ca_key.serialize_pem();
+    b.ca_not_after = Some(ca_not_after);
+    Ok(b)
+}
 
+/// A new serving certificate for `hosts`. The CA of `old` signs it when it outlives the new
+/// certificate by [`RENEW_BEFORE`]: the `caBundle` then stays the same, so replicas still serving
+/// the old certificate (they pick the new one up within a minute) keep being trusted. Otherwise, or
+/// without `old`, a new CA too.
+pub fn renew(
+    old: Option<&CertBundle>,
+    hosts: &[String],
+    now: OffsetDateTime,
+) -> Result<CertBundle, Error> {
+    let reusable = old.and_then(|o| {
+        let lasts = o.ca_not_after? - now > SERVING_VALIDITY + RENEW_BEFORE;
+        let key = KeyPair::from_pem(&o.ca_key).ok()?;
+        lasts.then_some((o, key))
+    });
+    let Some((old, ca_key)) = reusable else {
+        return generate(hosts, now);
+    };
+    let issuer = Issuer::new(ca_params(now)?, &ca_key);
+    let mut b = sign_serving(&issuer, hosts, now)?;
+    b.ca_cert = old.ca_cert.clone();
+    b.ca_key = old.ca_key.clone();
+    b.ca_not_after = old.ca_not_after;
+    Ok(b)
+}
+
+fn sign_serving(
+    issuer: &Issuer<'_, &KeyPair>,
+    hosts: &[String],
+    now: OffsetDateTime,
+) -> Result<CertBundle, Error> {
     let key = KeyPair::generate()?;
     let mut leaf = CertificateParams::new(Vec::<String>::new())?;
     leaf.distinguished_name.push(
@@ -111,13 +160,14 @@ pub fn generate(hosts: &[String], now: OffsetDateTime) -> Result<CertBundle, Err
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf.not_before = now - Duration::hours(1);
     leaf.not_after = now + SERVING_VALIDITY;
-    let cert = leaf.signed_by(&key, &issuer)?;
+    let cert = leaf.signed_by(&key, issuer)?;
     Ok(CertBundle {
-        ca_cert: ca_cert.pem(),
-        ca_key: ca_key.serialize_pem(),
+        ca_cert: String::new(),
+        ca_key: String::new(),
         cert: cert.pem(),
         key: key.serialize_pem(),
         not_after: Some(leaf.not_after),
+        ca_not_after: None,
         hosts: hosts.to_vec(),
     })
 }
@@ -140,6 +190,10 @@ fn text(data: &BTreeMap<String, ByteString>, key: &str) -> String {
         .unwrap_or_default()
 }
 
+fn unix_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(s.parse().ok()?).ok()
+}
+
 /// Reads a bundle from Secret data; `None` when a piece is missing.
 pub fn from_secret(secret: &Secret) -> Option<CertBundle> {
     let data = secret.data.as_ref()?;
@@ -148,10 +202,8 @@ pub fn from_secret(secret: &Secret) -> Option<CertBundle> {
         ca_key: text(data, CA_KEY_KEY),
         cert: text(data, CERT_KEY),
         key: text(data, KEY_KEY),
-        not_after: text(data, NOT_AFTER_KEY)
-            .parse::<i64>()
-            .ok()
-            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
+        not_after: unix_time(&text(data, NOT_AFTER_KEY)),
+        ca_not_after: unix_time(&text(data, CA_NOT_AFTER_KEY)),
         hosts: text(data, HOSTS_KEY)
             .split(',')
             .filter(|s| !s.is_empty())
@@ -163,10 +215,10 @@ pub fn from_secret(secret: &Secret) -> Option<CertBundle> {
 
 /// Secret data for a bundle.
 pub fn to_secret_data(b: &CertBundle) -> BTreeMap<String, ByteString> {
-    let not_after = b
-        .not_after
-        .map(|t| t.unix_timestamp().to_string())
-        .unwrap_or_default();
+    let unix = |t: Option<OffsetDateTime>| {
+        t.map(|t| t.unix_timestamp().to_string())
+            .unwrap_or_default()
+    };
     [
         (CA_CERT_KEY, b.ca_cert.clone()),
         (CA_KEY_KEY, b.ca_key.clone()),
@@ -174,7 +226,8 @@ pub fn to_secret_data(b: &CertBundle) -> BTreeMap<String, ByteString> {
         (KEY_KEY, b.key.clone()),
         (TLS_CRT_KEY, b.cert.clone()),
         (TLS_KEY_KEY, b.key.clone()),
-        (NOT_AFTER_KEY, not_after),
+        (NOT_AFTER_KEY, unix(b.not_after)),
+        (CA_NOT_AFTER_KEY, unix(b.ca_not_after)),
         (HOSTS_KEY, b.hosts.join(",")),
     ]
     .into_iter()
@@ -200,7 +253,8 @@ pub async fn ensure_secret(
         {
             return Ok(b);
         }
-        let fresh = generate(hosts, now)?;
+        let old = current.as_ref().and_then(from_secret);
+        let fresh = renew(old.as_ref(), hosts, now)?;
         let res = match current {
             None => {
                 let mut s = Secret::default();
@@ -245,6 +299,7 @@ pub fn from_files(ca: &str, cert: &str, key: &str) -> Result<CertBundle, Error> 
         cert: read(cert)?,
         key: read(key)?,
         not_after: None,
+        ca_not_after: None,
         hosts: Vec::new(),
     })
 }
@@ -287,6 +342,96 @@ mod tests {
         let mut unknown = b.clone();
         unknown.not_after = None;
         assert!(needs_renewal(&unknown, &hosts, now));
+    }
+
+    /// Whether `b.cert` verifies as a server certificate for `host` against the CA `ca_pem` at `at`.
+    fn verifies(ca_pem: &str, b: &CertBundle, host: &str, at: OffsetDateTime) -> bool {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+                .build()
+                .unwrap();
+        let leaf = CertificateDer::from_pem_slice(b.cert.as_bytes()).unwrap();
+        verifier
+            .verify_server_cert(
+                &leaf,
+                &[],
+                &ServerName::try_from(host.to_string()).unwrap(),
+                &[],
+                UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                    u64::try_from(at.unix_timestamp()).unwrap(),
+                )),
+            )
+            .is_ok()
+    }
+
+    #[test]
+    fn renewal_keeps_the_ca_so_the_ca_bundle_does_not_change() {
+        let now = OffsetDateTime::now_utc();
+        let old = generate(&["a.svc".to_string()], now).unwrap();
+        let hosts = vec!["b.svc".to_string(), "127.0.0.1".to_string()];
+        let at = now + Duration::days(340);
+        let new = renew(Some(&old), &hosts, at).unwrap();
+        assert_eq!(new.ca_cert, old.ca_cert, "the caBundle stays");
+        assert_eq!(new.ca_not_after, old.ca_not_after);
+        assert_ne!(new.cert, old.cert);
+        assert!(!needs_renewal(&new, &hosts, now + Duration::days(340)));
+        assert!(
+            verifies(&old.ca_cert, &new, "b.svc", at),
+            "the old CA trusts the renewed cert"
+        );
+        assert!(verifies(&old.ca_cert, &new, "127.0.0.1", at));
+        assert!(
+            verifies(&old.ca_cert, &old, "a.svc", at),
+            "and still the old one"
+        );
+        assert!(
+            !verifies(&old.ca_cert, &new, "a.svc", at),
+            "the renewed cert has the new hosts only"
+        );
+        // the Secret keeps the CA's expiry
+        let back = from_secret(&Secret {
+            data: Some(to_secret_data(&new)),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(back.ca_cert, new.ca_cert);
+        assert_eq!(
+            back.ca_not_after.map(OffsetDateTime::unix_timestamp),
+            new.ca_not_after.map(OffsetDateTime::unix_timestamp)
+        );
+    }
+
+    #[test]
+    fn a_ca_near_its_end_or_of_unknown_age_is_replaced() {
+        let now = OffsetDateTime::now_utc();
+        let hosts = vec!["a.svc".to_string()];
+        let old = generate(&hosts, now).unwrap();
+        // nine and a half years on, the CA would expire before the next serving cert
+        let late = now + Duration::days(3470);
+        let new = renew(Some(&old), &hosts, late).unwrap();
+        let at = late;
+        assert_ne!(new.ca_cert, old.ca_cert);
+        assert!(verifies(&new.ca_cert, &new, "a.svc", at));
+        // a Secret an older kruise-rs wrote has no CA expiry: new CA
+        let mut unknown = old.clone();
+        unknown.ca_not_after = None;
+        assert_ne!(
+            renew(Some(&unknown), &hosts, now).unwrap().ca_cert,
+            old.ca_cert
+        );
+        // no Secret yet: a new CA and a cert it signs
+        let fresh = renew(None, &hosts, now).unwrap();
+        let at = now;
+        assert!(verifies(&fresh.ca_cert, &fresh, "a.svc", at));
+        assert!(!verifies(&fresh.ca_cert, &old, "a.svc", at));
     }
 
     #[tokio::test]

@@ -197,7 +197,9 @@ pub async fn run(
     );
     let mut applied: Option<(String, PodMatch)> = None;
     let mut shutdown = Box::pin(shutdown);
-    let mut renew = tokio::time::interval(Duration::from_secs(3600));
+    // Every replica reads the Secret each minute: the one that renews writes it, the others serve
+    // the new certificate within a minute (the CA stays, so the caBundle does not change).
+    let mut renew = tokio::time::interval(Duration::from_secs(60));
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     // Re-apply now and then even when nothing changed here, to undo edits made by hand.
     let mut resync = tokio::time::interval(Duration::from_secs(60));

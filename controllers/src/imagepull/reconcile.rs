@@ -743,17 +743,19 @@ async fn finalize_job(job: &ImagePullJob, ctx: &Ctx, api: &Api<ImagePullJob>) ->
 /// How many NodeImages one job reconcile writes at once.
 const NODE_IMAGE_WRITES_IN_FLIGHT: usize = 16;
 
+/// A NodeImage as [`write_node_image`] left it, and whether it wrote it.
+type Written = (NodeImage, bool);
+
 /// Writes the job into one NodeImage (read fresh, retried on conflicts, one writer per NodeImage
 /// in this process at a time); returns the NodeImage as read or written and whether it was
 /// written, `None` when it is gone.
-
 async fn write_node_image(
     ctx: &Ctx,
     name: &str,
     job: &ImagePullJob,
     secrets: &[ReferenceObject],
     policy: &kruise_crds::ImageTagPullPolicy,
-) -> Result<Option<(NodeImage, bool)>> {
+) -> Result<Option<Written>> {
     let api: Api<NodeImage> = Api::all(ctx.client.clone());
     let lock = ctx.shared.node_image_lock(name);
     let _turn = lock.lock().await;
@@ -877,7 +879,7 @@ async fn reconcile_job_inner(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Ac
         );
         // different NodeImages never conflict: write a bounded number at once
         let (c, j, sec, pol) = (&ctx, &job, &secrets, &policy);
-        let results: Vec<(String, Result<Option<(NodeImage, bool)>>)> =
+        let results: Vec<(String, Result<Option<Written>>)> =
             futures::stream::iter(targets.iter().cloned())
                 .map(move |n: String| async move {
                     let r = write_node_image(c, &n, j, sec, pol).await;
