@@ -1,7 +1,10 @@
 //! Benchmark `webhook-direct` (shared/spec benchmarks.md): pod-CREATE AdmissionReviews over HTTPS
 //! keep-alive straight to the webhook with 10 SidecarSets cached, against a floor measured in the same
 //! run: the same load on a minimal in-process handler that parses the review and answers "allowed"
-//! without reading any SidecarSet. Prints one JSON object; nothing fails on a number.
+//! without reading any SidecarSet. `--selected-by N` sets how many of the 10 SidecarSets select the
+//! benchmark pod (0: a pod no SidecarSet selects); `--pin-cpu C` pins kruise-manager to core C and
+//! this process (load generator and floor handler) to the other cores, for the one-core targets.
+//! Prints one JSON object; nothing fails on a number.
 #![forbid(unsafe_code)]
 
 use anyhow::{Context, Result, bail};
@@ -35,12 +38,34 @@ struct Args {
     /// Seconds per fixed-rate run.
     #[arg(long, default_value_t = 5)]
     rate_seconds: u64,
+    /// How many of the 10 SidecarSets select the benchmark pod.
+    #[arg(long, default_value_t = 1)]
+    selected_by: usize,
+    /// Pin kruise-manager (every thread) to this core, this process to the others.
+    #[arg(long)]
+    pin_cpu: Option<usize>,
     /// Where to write the JSON result too.
     #[arg(long, default_value = "e2e/bench/results/webhook-direct.json")]
     out: String,
 }
 
-fn review(i: usize) -> String {
+/// `taskset -a -cp LIST PID`: every thread of `pid` onto the cores in `list`.
+fn pin(pid: &str, list: &str) -> Result<()> {
+    let st = std::process::Command::new("taskset")
+        .args(["-a", "-cp", list, pid])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(st.success(), "taskset -a -cp {list} {pid} failed");
+    Ok(())
+}
+
+/// A pod-CREATE review for pod `i`, labelled so that the first `selected_by` SidecarSets select it.
+fn review(i: usize, selected_by: usize) -> String {
+    let mut labels = serde_json::Map::new();
+    labels.insert("app".into(), json!("bench"));
+    for j in 0..selected_by {
+        labels.insert(format!("bench-webhook-{j}"), json!("y"));
+    }
     json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {
@@ -54,7 +79,7 @@ fn review(i: usize) -> String {
             "object": {
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": format!("bench-{i}"), "namespace": "bench",
-                             "labels": {"bench-webhook": "sel-3", "app": "bench"}},
+                             "labels": labels},
                 "spec": {"containers": [{"name": "main", "image": "example.test/app:v1"}]}
             },
             "dryRun": false
@@ -64,6 +89,7 @@ fn review(i: usize) -> String {
 }
 
 struct Target {
+    selected_by: usize,
     addr: SocketAddr,
     host: String,
     path: String,
@@ -122,7 +148,7 @@ async fn max_throughput(t: Arc<Target>, requests: usize, concurrency: usize) -> 
                     break;
                 }
                 let t0 = Instant::now();
-                t.call(&mut s, review(i)).await?;
+                t.call(&mut s, review(i, t.selected_by)).await?;
                 lat.push(t0.elapsed().as_secs_f64() * 1e3);
             }
             anyhow::Ok(lat)
@@ -151,7 +177,7 @@ async fn fixed_rate(t: Arc<Target>, rate: usize, secs: u64, concurrency: usize) 
         let (t, next) = (t.clone(), next.clone());
         workers.push(tokio::spawn(async move {
             let mut s = t.connect().await?;
-            let mut lat = Vec::new();
+            let (mut lat, mut sent_lat) = (Vec::new(), Vec::new());
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
@@ -159,20 +185,27 @@ async fn fixed_rate(t: Arc<Target>, rate: usize, secs: u64, concurrency: usize) 
                 }
                 let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
                 tokio::time::sleep_until(due.into()).await;
-                t.call(&mut s, review(i)).await?;
+                let sent = Instant::now();
+                t.call(&mut s, review(i, t.selected_by)).await?;
                 lat.push(due.elapsed().as_secs_f64() * 1e3);
+                sent_lat.push(sent.elapsed().as_secs_f64() * 1e3);
             }
-            anyhow::Ok(lat)
+            anyhow::Ok((lat, sent_lat))
         }));
     }
-    let mut lat = Vec::new();
+    let (mut lat, mut sent) = (Vec::new(), Vec::new());
     for w in workers {
-        lat.extend(w.await??);
+        let (l, s) = w.await??;
+        lat.extend(l);
+        sent.extend(s);
     }
     lat.sort_by(f64::total_cmp);
-    Ok(
-        json!({"rate": rate, "requests": total, "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99)}),
-    )
+    sent.sort_by(f64::total_cmp);
+    // p50/p99: from each request's scheduled time (a stall or a late timer counts); *_from_send:
+    // from the moment it went out (the server's answer time plus the client's own overhead)
+    Ok(json!({"rate": rate, "requests": total,
+              "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99),
+              "p50_ms_from_send": percentile(&sent, 0.5), "p99_ms_from_send": percentile(&sent, 0.99)}))
 }
 
 async fn measure(t: Arc<Target>, args: &Args) -> Result<Value> {
@@ -241,13 +274,13 @@ async fn main() -> Result<()> {
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_cfg));
 
-    // 10 SidecarSets in the webhook's cache; the benchmark pod is selected by one of them.
+    // 10 SidecarSets in the webhook's cache; the benchmark pod is selected by `selected_by` of them.
     let ssapi: Api<SidecarSet> = Api::all(client.clone());
     let names: Vec<String> = (0..10).map(|i| format!("bench-webhook-{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         let ss: SidecarSet = serde_json::from_value(json!({
             "apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet", "metadata": {"name": name},
-            "spec": {"selector": {"matchLabels": {"bench-webhook": format!("sel-{i}")}},
+            "spec": {"selector": {"matchLabels": {format!("bench-webhook-{i}"): "y"}},
                      "containers": [{"name": format!("agent-{i}"), "image": "example.test/agent:v1"}]}
         }))?;
         let _ = ssapi.delete(name, &DeleteParams::default()).await;
@@ -264,17 +297,23 @@ async fn main() -> Result<()> {
         .split_once('/')
         .context("--url needs a path")?;
     let ours = Arc::new(Target {
+        selected_by: args.selected_by,
         addr: host.parse()?,
         host: host.split(':').next().unwrap_or(host).to_string(),
         path: format!("/{rest}"),
         tls: connector.clone(),
     });
-    // wait until the webhook injects for the benchmark pod (its cache has the SidecarSets)
+    // wait until the webhook injects for a pod all 10 select (its cache has every SidecarSet)
     let mut s = ours.connect().await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let v = ours.call(&mut s, review(0)).await?;
-        if v["response"]["patch"].is_string() {
+        let v = ours.call(&mut s, review(0, 10)).await?;
+        let patch = v["response"]["patch"].as_str().unwrap_or_default().to_string();
+        if (0..10).all(|j| {
+            use base64::Engine;
+            let p = base64::engine::general_purpose::STANDARD.decode(&patch).unwrap_or_default();
+            String::from_utf8_lossy(&p).contains(&format!("agent-{j}"))
+        }) {
             break;
         }
         if Instant::now() > deadline {
@@ -286,16 +325,31 @@ async fn main() -> Result<()> {
     let floor_addr =
         floor_server(env.get("E2E_WEBHOOK_CERT")?, env.get("E2E_WEBHOOK_KEY")?).await?;
     let floor = Arc::new(Target {
+        selected_by: args.selected_by,
         addr: floor_addr,
         host: "127.0.0.1".into(),
         path: "/mutate-pod".into(),
         tls: connector,
     });
 
-    let floor_res = measure(floor, &args).await?;
-    let ours_res = measure(ours, &args).await?;
     let manager_pid =
         std::fs::read_to_string(format!("{}/pids/manager.pid", env.get("E2E_DIR")?)).ok();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(c) = args.pin_cpu {
+        let pid = manager_pid.as_deref().map(str::trim).context("no manager PID to pin")?;
+        let others: Vec<String> = (0..cores).filter(|&o| o != c).map(|o| o.to_string()).collect();
+        pin(pid, &c.to_string())?;
+        pin(&std::process::id().to_string(), &others.join(","))?;
+    }
+    let floor_res = measure(floor, &args).await;
+    let ours_res = measure(ours, &args).await;
+    if args.pin_cpu.is_some() {
+        // give the manager every core again
+        if let Some(pid) = manager_pid.as_deref().map(str::trim) {
+            pin(pid, &format!("0-{}", cores - 1))?;
+        }
+    }
+    let (floor_res, ours_res) = (floor_res?, ours_res?);
     let rss = manager_pid.as_deref().map(str::trim).and_then(rss_kib);
     let ratio = |k: &str| {
         ours_res["max"][k].as_f64().unwrap_or(f64::NAN)
@@ -304,7 +358,9 @@ async fn main() -> Result<()> {
     let out = json!({
         "name": "webhook-direct",
         "params": {"requests": args.requests, "concurrency": args.concurrency, "sidecarsets": 10,
-                   "rates": args.rates, "rate_seconds": args.rate_seconds},
+                   "selected_by": args.selected_by, "rates": args.rates, "rate_seconds": args.rate_seconds,
+                   "manager_pinned_to_core": args.pin_cpu,
+                   "note": if args.pin_cpu.is_some() { "the floor handler runs in the load generator's process, on the cores the manager does not have" } else { "manager, load generator and floor share every core" }},
         "floor": floor_res,
         "ours": ours_res,
         "ratio": {"rps": ratio("rps"), "p50_ms": ratio("p50_ms"), "p99_ms": ratio("p99_ms")},
