@@ -34,7 +34,9 @@ pub fn all(args: &Args) -> Result<Vec<(&'static str, Starter)>> {
         ),
         (
             "sidecarset",
-            Box::new(move |c, _m, s| Box::pin(crate::sidecarset::run(c, namespace, s))),
+            Box::new(move |c, m, s| {
+                Box::pin(crate::sidecarset::run_with(c, namespace, Some(m), s))
+            }),
         ),
         (
             "imagepull",

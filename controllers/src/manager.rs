@@ -209,8 +209,13 @@ pub async fn run(args: Args) -> Result<()> {
     } else {
         let cfg = webhook_config(&args);
         let (c, r, s) = (client.clone(), ready.clone(), stopped());
+        let m = metrics.clone();
+        let observe: kruise_webhook::server::Observer =
+            std::sync::Arc::new(move |path: &str, allowed: bool, secs: f64| {
+                m.admitted(path, allowed, secs);
+            });
         tasks.spawn(async move {
-            kruise_webhook::runtime::run(c, cfg, r, None, s)
+            kruise_webhook::runtime::run(c, cfg, r, Some(observe), s)
                 .await
                 .context("webhook")
         });
@@ -219,8 +224,24 @@ pub async fn run(args: Args) -> Result<()> {
 
     let health = {
         let ready = ready.clone();
+        let metrics = metrics.clone();
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/metrics",
+                get(move || {
+                    let text = metrics.encode();
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            text,
+                        )
+                    }
+                }),
+            )
             .route(
                 "/readyz",
                 get(move || {

@@ -365,3 +365,57 @@ spec:
     eprintln!("kubectl said: {stderr}");
     Ok(())
 }
+
+/// The sum of the samples of `metric` whose labels contain `label` on the manager's `/metrics`.
+fn manager_metric(metric: &str, label: &str) -> Result<f64> {
+    let out = std::process::Command::new("curl")
+        .args(["-fs", "http://127.0.0.1:8000/metrics"])
+        .output()?;
+    ensure!(out.status.success(), "the manager's /metrics did not answer");
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// The README's promise: the manager serves Prometheus metrics with controller-runtime's names on
+/// its health port, counting admission requests and reconciles.
+#[tokio::test]
+async fn manager_metrics_count_admissions_and_reconciles() -> Result<()> {
+    let Some(env) = env_or_skip("manager_metrics") else {
+        return Ok(());
+    };
+    if !suite_running(&env, "manager_metrics") {
+        return Ok(());
+    }
+    let client = env.client().await?;
+    let path = r#"webhook="/validate-apps-kruise-io-v1alpha1-sidecarset""#;
+    let before = manager_metric("controller_runtime_webhook_latency_seconds_count", path)?;
+    let name = format!("metrics-{}", std::process::id());
+    let ss = sidecarset(
+        &name,
+        json!({"selector": {"matchLabels": {"e2e-metrics": name}},
+               "containers": [{"name": "metrics-agent", "image": "example.test/agent:v1"}]}),
+    );
+    let res = async {
+        create_sidecarset(&client, &ss, &name).await?;
+        kruise_e2e::wait_for(
+            "the admission and a SidecarSet reconcile in /metrics",
+            Duration::from_secs(30),
+            || async {
+                let admitted = manager_metric("controller_runtime_webhook_latency_seconds_count", path)?;
+                let reconciled = manager_metric(
+                    "controller_runtime_reconcile_total",
+                    r#"result="success""#,
+                )?;
+                let sidecarset = manager_metric("controller_runtime_reconcile_total", "sidecarset")?;
+                Ok((admitted > before && reconciled > 0.0 && sidecarset > 0.0).then_some(()))
+            },
+        )
+        .await
+    }
+    .await;
+    delete_sidecarset(&client, &name).await;
+    res
+}

@@ -11,7 +11,7 @@ pub mod status;
 pub mod strategy;
 pub mod upgrade;
 
-pub use reconcile::run;
+pub use reconcile::{run, run_with};
 
 /// Errors of the SidecarSet controller.
 #[derive(Debug, thiserror::Error)]

@@ -64,6 +64,8 @@ pub struct Context {
     recorder: Recorder,
     /// Pod writes not yet seen in the cache: `ns/name` → (resourceVersion written, when).
     expectations: Mutex<HashMap<String, (String, Instant)>>,
+    /// Where reconciles are counted (`/metrics`), when anywhere.
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Context {
@@ -86,7 +88,14 @@ impl Context {
             revisions,
             namespaces: None,
             expectations: Mutex::new(HashMap::new()),
+            metrics: None,
         }
+    }
+
+    /// Counts reconciles in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Reads namespace labels from this cache instead of listing namespaces.
@@ -202,6 +211,16 @@ pub async fn run(
     namespace: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with(client, namespace, None, shutdown).await
+}
+
+/// [`run`], counting reconciles in `metrics`.
+pub async fn run_with(
+    client: Client,
+    namespace: String,
+    metrics: Option<crate::metrics::Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (pod_reader, pod_writer) = reflector::store::<Pod>();
     let pods = watcher(
         Api::<Pod>::all(client.clone()),
@@ -261,7 +280,9 @@ pub async fn run(
     };
 
     let ctx = Arc::new(
-        Context::new(client, namespace, pod_reader, rev_reader).with_namespaces(ns_reader),
+        Context::new(client, namespace, pod_reader, rev_reader)
+            .with_namespaces(ns_reader)
+            .with_metrics(metrics),
     );
     Controller::for_stream(sidecarsets, ss_reader)
         .with_config(controller::Config::default().concurrency(3))
@@ -331,6 +352,16 @@ async fn namespace_labels(
 }
 
 async fn reconcile(ss: Arc<SidecarSet>, ctx: Arc<Context>) -> Result<Action> {
+    let start = Instant::now();
+    let res = reconcile_inner(ss, ctx.clone()).await;
+    if let Some(m) = &ctx.metrics {
+        let result = if res.is_ok() { "success" } else { "error" };
+        m.reconciled(CONTROLLER_NAME, result, start.elapsed().as_secs_f64());
+    }
+    res
+}
+
+async fn reconcile_inner(ss: Arc<SidecarSet>, ctx: Arc<Context>) -> Result<Action> {
     ctx.pods
         .wait_until_ready()
         .await
