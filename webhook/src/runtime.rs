@@ -197,8 +197,9 @@ pub async fn run(
     );
     let mut applied: Option<(String, PodMatch)> = None;
     let mut shutdown = Box::pin(shutdown);
-    // Every replica reads the Secret each minute: the one that renews writes it, the others serve
-    // the new certificate within a minute (the CA stays, so the caBundle does not change).
+    // Every replica reads the Secret (or the external files) each minute: the one that renews
+    // writes it, the others serve the new certificate within a minute (the CA stays, so the
+    // caBundle does not change); rotated external files are picked up the same way.
     let mut renew = tokio::time::interval(Duration::from_secs(60));
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     // Re-apply now and then even when nothing changed here, to undo edits made by hand.
@@ -207,16 +208,22 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = renew.tick() => {
-                if cfg.external_certs.is_none() {
-                    match load_certs(&client, &cfg).await {
-                        Ok(b) if b != bundle => {
-                            tls.reload_from_pem(b.cert.clone().into_bytes(), b.key.clone().into_bytes()).await?;
-                            tracing::info!("webhook serving certificate renewed");
-                            bundle = b;
+                // the Secret (renewed by whichever replica gets there first) or the external files
+                // (cert-manager rotates them in the mounted Secret): serve what is there now, and
+                // the caBundle follows on the next tick when the CA changed
+                match load_certs(&client, &cfg).await {
+                    Ok(b) if b != bundle => {
+                        match tls.reload_from_pem(b.cert.clone().into_bytes(), b.key.clone().into_bytes()).await {
+                            Ok(()) => {
+                                tracing::info!(external = cfg.external_certs.is_some(), "webhook serving certificate reloaded");
+                                bundle = b;
+                            }
+                            // a half-written rotation: keep serving the old pair, try again next tick
+                            Err(e) => tracing::warn!(error = %e, "new webhook certificate not usable yet"),
                         }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "webhook certificate check failed"),
                     }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "webhook certificate check failed"),
                 }
             }
             _ = resync.tick() => applied = None,
