@@ -31,6 +31,9 @@ pub struct Args {
     /// Do not run the admission webhook.
     #[arg(long)]
     pub disable_webhook: bool,
+    /// Do not run the controllers (a webhook-only replica: no Lease, no controller caches).
+    #[arg(long, conflicts_with = "disable_webhook")]
+    pub disable_controllers: bool,
     /// Address the webhook's HTTPS server binds.
     #[arg(long, default_value = "127.0.0.1:9443")]
     pub webhook_bind: SocketAddr,
@@ -220,7 +223,9 @@ pub async fn run(args: Args) -> Result<()> {
                 .context("webhook")
         });
     }
-    crate::controllers::spawn_all(&mut tasks, client.clone(), &args, &metrics, &stopped);
+    if !args.disable_controllers {
+        crate::controllers::spawn_all(&mut tasks, client.clone(), &args, &metrics, &stopped);
+    }
 
     let health = {
         let ready = ready.clone();

@@ -349,10 +349,14 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
 
     // the manager generated a CA and a serving certificate into its Secret, and wrote that CA as
     // the caBundle into the configurations the chart created
-    let ca = wait_for("the certificate Secret", Duration::from_secs(60), || async {
-        let s = secrets.get_opt("kruise-webhook-certs").await?;
-        Ok(s.and_then(|s| s.data?.get("ca-cert.pem").map(|b| b.0.clone())))
-    })
+    let ca = wait_for(
+        "the certificate Secret",
+        Duration::from_secs(60),
+        || async {
+            let s = secrets.get_opt("kruise-webhook-certs").await?;
+            Ok(s.and_then(|s| s.data?.get("ca-cert.pem").map(|b| b.0.clone())))
+        },
+    )
     .await?;
     let mwc: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     wait_for(
@@ -361,7 +365,10 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
         || async {
             let c = mwc.get("kruise-rs-mutating-webhook-configuration").await?;
             let ok = c.webhooks.iter().flatten().any(|w| {
-                w.client_config.ca_bundle.as_ref().is_some_and(|b| b.0 == ca)
+                w.client_config
+                    .ca_bundle
+                    .as_ref()
+                    .is_some_and(|b| b.0 == ca)
                     && w.client_config
                         .url
                         .as_deref()

@@ -371,7 +371,10 @@ fn manager_metric(metric: &str, label: &str) -> Result<f64> {
     let out = std::process::Command::new("curl")
         .args(["-fs", "http://127.0.0.1:8000/metrics"])
         .output()?;
-    ensure!(out.status.success(), "the manager's /metrics did not answer");
+    ensure!(
+        out.status.success(),
+        "the manager's /metrics did not answer"
+    );
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(label))
@@ -404,12 +407,12 @@ async fn manager_metrics_count_admissions_and_reconciles() -> Result<()> {
             "the admission and a SidecarSet reconcile in /metrics",
             Duration::from_secs(30),
             || async {
-                let admitted = manager_metric("controller_runtime_webhook_latency_seconds_count", path)?;
-                let reconciled = manager_metric(
-                    "controller_runtime_reconcile_total",
-                    r#"result="success""#,
-                )?;
-                let sidecarset = manager_metric("controller_runtime_reconcile_total", "sidecarset")?;
+                let admitted =
+                    manager_metric("controller_runtime_webhook_latency_seconds_count", path)?;
+                let reconciled =
+                    manager_metric("controller_runtime_reconcile_total", r#"result="success""#)?;
+                let sidecarset =
+                    manager_metric("controller_runtime_reconcile_total", "sidecarset")?;
                 Ok((admitted > before && reconciled > 0.0 && sidecarset > 0.0).then_some(()))
             },
         )

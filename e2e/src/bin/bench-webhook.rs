@@ -44,9 +44,22 @@ struct Args {
     /// Pin kruise-manager (every thread) to this core, this process to the others.
     #[arg(long)]
     pin_cpu: Option<usize>,
+    /// Benchmark a webhook-only kruise-manager (`--disable-controllers`) started for the run on
+    /// 127.0.0.1:9444 instead of the suite's manager: its RSS is the webhook's own.
+    #[arg(long)]
+    webhook_only: bool,
     /// Where to write the JSON result too.
     #[arg(long, default_value = "e2e/bench/results/webhook-direct.json")]
     out: String,
+}
+
+/// A child process killed when dropped.
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// `taskset -a -cp LIST PID`: every thread of `pid` onto the cores in `list`.
@@ -291,8 +304,43 @@ async fn main() -> Result<()> {
             .with_context(|| format!("create {name}"))?;
     }
 
-    let (host, rest) = args
-        .url
+    // a webhook-only manager of our own (killed when the benchmark ends)
+    let mut webhook_only = None;
+    let url = if args.webhook_only {
+        let bin = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/release/kruise-manager"
+        );
+        let child = std::process::Command::new(bin)
+            .args([
+                "--disable-controllers",
+                "--webhook-configurations",
+                "off",
+                "--kubeconfig",
+                env.get("KUBECONFIG")?,
+                "--namespace",
+                "kruise-system",
+                "--health-addr",
+                "127.0.0.1:8002",
+                "--webhook-bind",
+                "127.0.0.1:9444",
+                "--webhook-ca",
+                env.get("E2E_CA")?,
+                "--webhook-cert",
+                env.get("E2E_WEBHOOK_CERT")?,
+                "--webhook-key",
+                env.get("E2E_WEBHOOK_KEY")?,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("start {bin} (cargo build --release first)"))?;
+        webhook_only = Some(KillOnDrop(child));
+        "https://127.0.0.1:9444/mutate-pod".to_string()
+    } else {
+        args.url.clone()
+    };
+    let (host, rest) = url
         .trim_start_matches("https://")
         .split_once('/')
         .context("--url needs a path")?;
@@ -304,14 +352,25 @@ async fn main() -> Result<()> {
         tls: connector.clone(),
     });
     // wait until the webhook injects for a pod all 10 select (its cache has every SidecarSet)
-    let mut s = ours.connect().await?;
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut s = loop {
+        match ours.connect().await {
+            Ok(s) => break s,
+            Err(e) if Instant::now() > deadline => return Err(e.context("connect to the webhook")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
     loop {
         let v = ours.call(&mut s, review(0, 10)).await?;
-        let patch = v["response"]["patch"].as_str().unwrap_or_default().to_string();
+        let patch = v["response"]["patch"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if (0..10).all(|j| {
             use base64::Engine;
-            let p = base64::engine::general_purpose::STANDARD.decode(&patch).unwrap_or_default();
+            let p = base64::engine::general_purpose::STANDARD
+                .decode(&patch)
+                .unwrap_or_default();
             String::from_utf8_lossy(&p).contains(&format!("agent-{j}"))
         }) {
             break;
@@ -332,12 +391,20 @@ async fn main() -> Result<()> {
         tls: connector,
     });
 
-    let manager_pid =
-        std::fs::read_to_string(format!("{}/pids/manager.pid", env.get("E2E_DIR")?)).ok();
+    let manager_pid = match &webhook_only {
+        Some(c) => Some(c.0.id().to_string()),
+        None => std::fs::read_to_string(format!("{}/pids/manager.pid", env.get("E2E_DIR")?)).ok(),
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if let Some(c) = args.pin_cpu {
-        let pid = manager_pid.as_deref().map(str::trim).context("no manager PID to pin")?;
-        let others: Vec<String> = (0..cores).filter(|&o| o != c).map(|o| o.to_string()).collect();
+        let pid = manager_pid
+            .as_deref()
+            .map(str::trim)
+            .context("no manager PID to pin")?;
+        let others: Vec<String> = (0..cores)
+            .filter(|&o| o != c)
+            .map(|o| o.to_string())
+            .collect();
         pin(pid, &c.to_string())?;
         pin(&std::process::id().to_string(), &others.join(","))?;
     }
@@ -359,13 +426,13 @@ async fn main() -> Result<()> {
         "name": "webhook-direct",
         "params": {"requests": args.requests, "concurrency": args.concurrency, "sidecarsets": 10,
                    "selected_by": args.selected_by, "rates": args.rates, "rate_seconds": args.rate_seconds,
-                   "manager_pinned_to_core": args.pin_cpu,
+                   "manager_pinned_to_core": args.pin_cpu, "webhook_only_manager": args.webhook_only,
                    "note": if args.pin_cpu.is_some() { "the floor handler runs in the load generator's process, on the cores the manager does not have" } else { "manager, load generator and floor share every core" }},
         "floor": floor_res,
         "ours": ours_res,
         "ratio": {"rps": ratio("rps"), "p50_ms": ratio("p50_ms"), "p99_ms": ratio("p99_ms")},
         "api_writes": 0,
-        "rss_kib": rss.map(|(now, peak)| json!({"manager": {"rss": now, "hwm": peak}})),
+        "rss_kib": rss.map(|(now, peak)| json!({if args.webhook_only { "webhook_only_manager" } else { "manager" }: {"rss": now, "hwm": peak}})),
     });
     for name in &names {
         let _ = ssapi.delete(name, &DeleteParams::default()).await;
