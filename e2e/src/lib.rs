@@ -211,14 +211,38 @@ pub async fn wait_running(pods: &Api<Pod>, name: &str, timeout: Duration) -> Res
     .await
 }
 
-/// The `imageID` of container `container` of `pod`, if reported.
-pub fn image_id(pod: &Pod, container: &str) -> Option<String> {
+/// The image the spec of `pod` gives container `container`.
+pub fn spec_image<'a>(pod: &'a Pod, container: &str) -> Option<&'a str> {
+    pod.spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == container)?
+        .image
+        .as_deref()
+}
+
+/// The status the runtime (kubelet or kwok) reports for container `container` of `pod`.
+pub fn container_status<'a>(
+    pod: &'a Pod,
+    container: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::ContainerStatus> {
     pod.status
         .as_ref()?
         .container_statuses
         .as_ref()?
         .iter()
         .find(|c| c.name == container)
+}
+
+/// The image the runtime reports for container `container` of `pod`.
+pub fn status_image<'a>(pod: &'a Pod, container: &str) -> Option<&'a str> {
+    container_status(pod, container).map(|c| c.image.as_str())
+}
+
+/// The `imageID` of container `container` of `pod`, if reported.
+pub fn image_id(pod: &Pod, container: &str) -> Option<String> {
+    container_status(pod, container)
         .map(|c| c.image_id.clone())
         .filter(|s| !s.is_empty())
 }

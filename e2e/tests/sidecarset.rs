@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::Pod;
 use kruise_crds::SidecarSet;
-use kruise_e2e::{env_or_skip, pod_on_node, wait_for, with_temp_ns};
+use kruise_e2e::{env_or_skip, pod_on_node, spec_image, status_image, wait_for, with_temp_ns};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
@@ -18,16 +18,6 @@ async fn setup(client: &Client, name: &str, spec: serde_json::Value) -> Result<(
     }))?;
     // the pod webhook must cover the new selector before pods are created
     kruise_e2e::create_sidecarset_and_wait(client, &ss, name).await
-}
-
-fn sidecar_image(p: &Pod, name: &str) -> Option<String> {
-    p.spec
-        .as_ref()?
-        .containers
-        .iter()
-        .find(|c| c.name == name)?
-        .image
-        .clone()
 }
 
 async fn make_pods(
@@ -104,7 +94,7 @@ async fn sidecar_image_is_upgraded_in_place_and_status_counts() -> Result<()> {
             wait_for("every pod's sidecar on v2 and ready", Duration::from_secs(90), || async {
                 let list = pods.list(&ListParams::default()).await?;
                 let all = list.items.iter().all(|p| {
-                    sidecar_image(p, "agent-up").as_deref() == Some("example.test/agent:v2")
+                    spec_image(p, "agent-up") == Some("example.test/agent:v2")
                         && p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|cs| {
                             cs.iter().any(|c| c.name == "agent-up" && c.image == "example.test/agent:v2" && c.ready)
                         })
@@ -115,7 +105,7 @@ async fn sidecar_image_is_upgraded_in_place_and_status_counts() -> Result<()> {
             for p in pods.list(&ListParams::default()).await?.items {
                 let n = p.metadata.name.clone().unwrap();
                 ensure!(uids.get(&n) == p.metadata.uid.as_ref(), "pod {n} was recreated");
-                ensure!(sidecar_image(&p, "main").as_deref() == Some("example.test/app:v1"), "app container changed");
+                ensure!(spec_image(&p, "main") == Some("example.test/app:v1"), "app container changed");
                 let hash: serde_json::Value = serde_json::from_str(
                     p.metadata.annotations.as_ref().and_then(|a| a.get("kruise.io/sidecarset-hash")).context("no hash")?,
                 )?;
@@ -184,8 +174,8 @@ async fn hot_upgrade_switches_slots_and_resets_the_old_one() -> Result<()> {
                     .and_then(|a| a.get("kruise.io/sidecarset-working-hotupgrade-container"))
                     .cloned()
                     .unwrap_or_default();
-                let done = sidecar_image(&p, "mesh-2").as_deref() == Some("example.test/mesh:v2")
-                    && sidecar_image(&p, "mesh-1").as_deref() == Some("example.test/empty:v1")
+                let done = spec_image(&p, "mesh-2") == Some("example.test/mesh:v2")
+                    && spec_image(&p, "mesh-1") == Some("example.test/empty:v1")
                     && working.contains("mesh-2");
                 Ok(done.then_some(p))
             })
@@ -248,17 +238,6 @@ async fn make_pods_on(
     Ok(())
 }
 
-/// The image the runtime (kwok) reports for container `name`.
-fn status_image(p: &Pod, name: &str) -> Option<String> {
-    p.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find(|c| c.name == name)
-        .map(|c| c.image.clone())
-}
-
 fn pod_ready(p: &Pod) -> bool {
     p.status
         .as_ref()
@@ -269,7 +248,7 @@ fn pod_ready(p: &Pod) -> bool {
 /// A pod is unavailable while it is not Ready or its sidecar is being replaced (the spec names an
 /// image the runtime does not report yet).
 fn unavailable(p: &Pod, sidecar: &str) -> bool {
-    !pod_ready(p) || sidecar_image(p, sidecar) != status_image(p, sidecar)
+    !pod_ready(p) || spec_image(p, sidecar) != status_image(p, sidecar)
 }
 
 /// Pods (of `pods`) whose sidecar `sidecar` runs `image` according to both spec and status.
@@ -280,8 +259,7 @@ async fn count_running(pods: &Api<Pod>, sidecar: &str, image: &str) -> Result<us
         .items
         .iter()
         .filter(|p| {
-            sidecar_image(p, sidecar).as_deref() == Some(image)
-                && status_image(p, sidecar).as_deref() == Some(image)
+            spec_image(p, sidecar) == Some(image) && status_image(p, sidecar) == Some(image)
         })
         .count())
 }
@@ -393,10 +371,10 @@ async fn partition_and_max_unavailable_hold_on_many_pods() -> Result<()> {
             ensure!(s.matched_pods == t, "matched {} != {t}", s.matched_pods);
             ensure!(s.updated_pods == upgraded as i32, "updated {} != {upgraded}", s.updated_pods);
             let list = pods.list(&ListParams::default()).await?.items;
-            let v2 = list.iter().filter(|p| sidecar_image(p, "agent-part").as_deref() == Some("example.test/agent:v2")).count();
+            let v2 = list.iter().filter(|p| spec_image(p, "agent-part") == Some("example.test/agent:v2")).count();
             let v1 = list.iter().filter(|p| {
-                sidecar_image(p, "agent-part").as_deref() == Some("example.test/agent:v1")
-                    && status_image(p, "agent-part").as_deref() == Some("example.test/agent:v1")
+                spec_image(p, "agent-part") == Some("example.test/agent:v1")
+                    && status_image(p, "agent-part") == Some("example.test/agent:v1")
             }).count();
             ensure!((v2, v1) == (upgraded, partition), "{v2} pods on v2 and {v1} on v1, want {upgraded} and {partition}");
             watch.abort();
@@ -433,7 +411,7 @@ async fn pod_versions(
                 .cloned();
             (
                 p.metadata.name.clone().unwrap_or_default(),
-                (sidecar_image(p, sidecar), hash),
+                (spec_image(p, sidecar).map(String::from), hash),
             )
         })
         .collect())
@@ -580,7 +558,7 @@ async fn pod_created_mid_upgrade_gets_the_revision_it_should() -> Result<()> {
             let mut p = pod_on_node("late-latest", &nodes[0], "example.test/app:v1", false);
             p.metadata.labels.get_or_insert_with(Default::default).insert("e2e-midupgrade".into(), name.clone());
             let created = pods.create(&PostParams::default(), &p).await?;
-            ensure!(sidecar_image(&created, "agent-mid").as_deref() == Some("example.test/agent:v2"), "late-latest not injected with v2");
+            ensure!(spec_image(&created, "agent-mid") == Some("example.test/agent:v2"), "late-latest not injected with v2");
             let h = hash_entry(&created, &name)?;
             ensure!(h["hash"].as_str() == Some(v2_hash.as_str()), "late-latest hash {h}, want {v2_hash}");
             ensure!(h["controllerRevision"].as_str() == Some(v2_revision.as_str()), "late-latest revision {h}, want {v2_revision}");
@@ -597,7 +575,7 @@ async fn pod_created_mid_upgrade_gets_the_revision_it_should() -> Result<()> {
             let mut p = pod_on_node("late-pinned", &nodes[0], "example.test/app:v1", false);
             p.metadata.labels.get_or_insert_with(Default::default).insert("e2e-midupgrade".into(), name.clone());
             let created = pods.create(&PostParams::default(), &p).await?;
-            ensure!(sidecar_image(&created, "agent-mid").as_deref() == Some("example.test/agent:v1"), "late-pinned not injected with v1");
+            ensure!(spec_image(&created, "agent-mid") == Some("example.test/agent:v1"), "late-pinned not injected with v1");
             let h = hash_entry(&created, &name)?;
             ensure!(h["hash"].as_str() == Some(v1_hash.as_str()), "late-pinned hash {h}, want {v1_hash}");
             ensure!(h["controllerRevision"].as_str() == Some(v1_revision.as_str()), "late-pinned revision {h}, want {v1_revision}");

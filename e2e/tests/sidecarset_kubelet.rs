@@ -6,7 +6,7 @@
 use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kruise_crds::SidecarSet;
-use kruise_e2e::{Env, env_or_skip, pod_on_node, wait_for, wait_running, with_temp_ns};
+use kruise_e2e::{Env, env_or_skip, pod_on_node, spec_image, wait_for, wait_running, with_temp_ns};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
@@ -78,16 +78,6 @@ fn status(p: &Pod, container: &str) -> Option<ContainerStatus> {
         .cloned()
 }
 
-fn spec_image(p: &Pod, container: &str) -> Option<String> {
-    p.spec
-        .as_ref()?
-        .containers
-        .iter()
-        .find(|c| c.name == container)?
-        .image
-        .clone()
-}
-
 fn annotation<'a>(p: &'a Pod, key: &str) -> Option<&'a str> {
     p.metadata
         .annotations
@@ -155,7 +145,7 @@ async fn cold_sidecar_image_change_restarts_only_that_container() -> Result<()> 
             let want = format!("{registry}/sleeper:v2");
             let after = wait_for("the sidecar running v2", Duration::from_secs(90), || async {
                 let p = pods.get("app").await?;
-                let done = spec_image(&p, "cold-agent").as_deref() == Some(want.as_str())
+                let done = spec_image(&p, "cold-agent") == Some(want.as_str())
                     && status(&p, "cold-agent").is_some_and(|s| {
                         s.image_id != side0.image_id && !s.image_id.is_empty() && running_ready(&s)
                     });
@@ -345,7 +335,7 @@ async fn hot_upgrade_twice_under_traffic_drops_no_request() -> Result<()> {
                 annotation(&p0, WORKING)
             );
             ensure!(
-                spec_image(&p0, "hs-2").as_deref() == Some(empty.as_str()),
+                spec_image(&p0, "hs-2") == Some(empty.as_str()),
                 "hs-2 does not hold the empty image"
             );
             let main0 = status(&p0, "main").context("no status for main")?;
@@ -384,8 +374,8 @@ async fn hot_upgrade_twice_under_traffic_drops_no_request() -> Result<()> {
                             let i = status(&p, idle);
                             let done = annotation(&p, WORKING)
                                 .is_some_and(|a| a.contains(&format!("\"{working}\"")))
-                                && spec_image(&p, working).as_deref() == Some(image.as_str())
-                                && spec_image(&p, idle).as_deref() == Some(empty.as_str())
+                                && spec_image(&p, working) == Some(image.as_str())
+                                && spec_image(&p, idle) == Some(empty.as_str())
                                 && w.is_some_and(|s| {
                                     running_ready(&s)
                                         && s.image_id != prev_id

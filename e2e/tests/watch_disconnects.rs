@@ -11,7 +11,9 @@ use anyhow::{Context, Result, ensure};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kruise_crds::{CloneSet, ImagePullJob, SidecarSet};
-use kruise_e2e::{Recorded, env_or_skip, pod_on_node, wait_for, with_temp_ns};
+use kruise_e2e::{
+    Recorded, env_or_skip, pod_on_node, spec_image, status_image, wait_for, with_temp_ns,
+};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -135,24 +137,15 @@ fn record_uids(pods: &Api<Pod>) -> (Arc<Mutex<BTreeSet<String>>>, tokio::task::J
     (seen, task)
 }
 
-fn container_image<'a>(p: &'a Pod, name: &str) -> Option<&'a str> {
-    p.spec
-        .as_ref()?
-        .containers
-        .iter()
-        .find(|c| c.name == name)?
-        .image
-        .as_deref()
-}
-
-fn status_image<'a>(p: &'a Pod, name: &str) -> Option<&'a str> {
-    p.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find(|c| c.name == name)
-        .map(|c| c.image.as_str())
+/// The UIDs of the pods there now.
+async fn uids(pods: &Api<Pod>) -> Result<BTreeSet<String>> {
+    Ok(pods
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.uid)
+        .collect())
 }
 
 const CUTS: usize = 100;
@@ -229,7 +222,7 @@ async fn hundred_forced_watch_disconnects_lose_nothing() -> Result<()> {
                 let mut p = pod_on_node(&format!("sel-{i}"), &kwok_node, &app(1), false);
                 p.metadata.labels.get_or_insert_with(Default::default).insert("e2e-wd".into(), name.clone());
                 let p = pods.create(&PostParams::default(), &p).await?;
-                ensure!(container_image(&p, "wd-agent") == Some(sidecar(1).as_str()), "sel-{i} not injected");
+                ensure!(spec_image(&p, "wd-agent") == Some(sidecar(1).as_str()), "sel-{i} not injected");
                 injected.insert(p.metadata.uid.unwrap_or_default());
             }
             // a CloneSet of 20 that updates in place
@@ -251,13 +244,7 @@ async fn hundred_forced_watch_disconnects_lose_nothing() -> Result<()> {
                 Ok((running == replicas && list.len() == replicas).then_some(()))
             })
             .await?;
-            let before: BTreeSet<String> = pods
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .filter_map(|p| p.metadata.uid)
-                .collect();
+            let before = uids(&pods).await?;
 
             // the cuts, with a new spec for every workload every CUTS/STEPS cuts
             let jobs: Api<ImagePullJob> = Api::namespaced(client.clone(), &ns);
@@ -316,13 +303,7 @@ async fn hundred_forced_watch_disconnects_lose_nothing() -> Result<()> {
             .await?;
             let settle_secs = t1.elapsed().as_secs_f64();
             tokio::time::sleep(Duration::from_secs(3)).await; // anything extra would show up now
-            let after: BTreeSet<String> = pods
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .filter_map(|p| p.metadata.uid)
-                .collect();
+            let after = uids(&pods).await?;
             let ever = seen.lock().unwrap().clone();
             watch.abort();
             let mut failed_jobs = vec![];
