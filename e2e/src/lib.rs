@@ -556,3 +556,33 @@ pub fn writes_between(
 pub fn writes_total(writes: &BTreeMap<String, f64>) -> f64 {
     writes.values().sum()
 }
+
+/// A webhook on 127.0.0.1 (a free port) that answers every AdmissionReview "allowed", without a
+/// patch and without reading anything: the floor the webhook benchmarks compare with. Serves
+/// `cert`/`key` (PEM files); runs until the process ends.
+pub async fn allow_all_webhook(cert: &str, key: &str) -> Result<std::net::SocketAddr> {
+    use serde_json::{Value, json};
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+    let app = axum::Router::new().route(
+        "/mutate-pod",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let uid = v["request"]["uid"].clone();
+            axum::Json(
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                              "response": {"uid": uid, "allowed": true}}),
+            )
+        }),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    tokio::spawn(
+        axum_server::from_tcp(listener)?
+            .acceptor(acceptor)
+            .serve(app.into_make_service()),
+    );
+    Ok(addr)
+}

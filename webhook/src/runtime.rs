@@ -175,7 +175,12 @@ pub async fn run(
     let served: BTreeSet<String> = routes.iter().map(|(p, _)| p.clone()).collect();
     let app = server::router(routes, ready.clone(), observe);
     let handle = axum_server::Handle::new();
-    let server = axum_server::bind_rustls(cfg.bind, tls.clone())
+    // TCP_NODELAY: an answer is one small write or two (HTTP/2 headers, then data); Nagle would
+    // hold the second until the API server acknowledges the first
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.clone())
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    let server = axum_server::bind(cfg.bind)
+        .acceptor(acceptor)
         .handle(handle.clone())
         .serve(app.into_make_service());
     let server = tokio::spawn(server);

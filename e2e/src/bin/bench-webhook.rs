@@ -239,26 +239,6 @@ async fn measure(t: Arc<Target>, args: &Args) -> Result<Value> {
     Ok(json!({"max": max, "fixed_rate": rates}))
 }
 
-async fn floor_server(cert: &str, key: &str) -> Result<SocketAddr> {
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
-    let app = axum::Router::new().route(
-        "/mutate-pod",
-        axum::routing::post(|body: Bytes| async move {
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let uid = v["request"]["uid"].clone();
-            axum::Json(
-                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                              "response": {"uid": uid, "allowed": true}}),
-            )
-        }),
-    );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(axum_server::from_tcp_rustls(listener, tls)?.serve(app.into_make_service()));
-    Ok(addr)
-}
-
 fn rss_kib(pid: &str) -> Option<(u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |k: &str| {
@@ -382,7 +362,8 @@ async fn main() -> Result<()> {
     }
 
     let floor_addr =
-        floor_server(env.get("E2E_WEBHOOK_CERT")?, env.get("E2E_WEBHOOK_KEY")?).await?;
+        kruise_e2e::allow_all_webhook(env.get("E2E_WEBHOOK_CERT")?, env.get("E2E_WEBHOOK_KEY")?)
+            .await?;
     let floor = Arc::new(Target {
         selected_by: args.selected_by,
         addr: floor_addr,
