@@ -340,9 +340,10 @@ async fn helm_install_serves_the_api_and_uninstall_keeps_crds_and_user_objects()
             sc.read_only_root_filesystem == Some(true),
             "{component}: root filesystem not read-only"
         );
-        if component == "manager" {
-            ensure!(sc.run_as_non_root == Some(true), "manager may run as root");
-        }
+        ensure!(
+            sc.run_as_non_root == Some(true) && sc.run_as_user.is_some_and(|u| u != 0),
+            "{component} may run as root"
+        );
     }
 
     least_privilege_daemon(&env, &real_node).await?;
