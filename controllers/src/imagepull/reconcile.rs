@@ -20,7 +20,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -80,6 +80,7 @@ impl Settings {
     }
 }
 
+#[derive(Clone)]
 struct Ctx {
     client: Client,
     settings: Settings,
@@ -192,6 +193,20 @@ pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Resu
     let node_ctrl = Controller::new(node_api.clone(), cfg());
     let job_ctrl = Controller::new(job_api.clone(), cfg());
     let list_ctrl = Controller::new(list_api, cfg());
+    // NodeImage events wake jobs; the woken reconcile must see the event in the cache it reads.
+    // The NodeImage controller's own cache is fed by another watch, which can lag this one: a
+    // job woken by a NodeImage's "Succeeded" then read the older "Pulling" from it, wrote nothing,
+    // and was not woken again until its 300 s requeue (the helm e2e test's intermittent timeout).
+    let (list_jobs_reader, list_jobs_writer) = reflector::store::<ImagePullJob>();
+    let list_job_events = watcher(job_api.clone(), cfg())
+        .default_backoff()
+        .reflect(list_jobs_writer)
+        .touched_objects();
+    let (job_ni_reader, job_ni_writer) = reflector::store::<NodeImage>();
+    let job_ni_events = watcher(ni_api.clone(), cfg())
+        .default_backoff()
+        .reflect(job_ni_writer)
+        .touched_objects();
     // The closures below borrow the controllers; keep them out of the awaited future (not Send).
     let (ni_ctx, job_ctx, list_ctx) = {
         let recorder = |name: &str| {
@@ -216,8 +231,21 @@ pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Resu
             })
         };
         let ni_ctx = ctx(keys::NODE_IMAGE_CONTROLLER);
-        let job_ctx = ctx(keys::IMAGE_PULL_JOB_CONTROLLER);
-        let list_ctx = ctx(keys::IMAGE_LIST_PULL_JOB_CONTROLLER);
+        // likewise the list controller reads its jobs from the watch that wakes it
+        let list_ctx = Arc::new(Ctx {
+            jobs: list_jobs_reader.clone(),
+            ..(*ctx(keys::IMAGE_LIST_PULL_JOB_CONTROLLER)).clone()
+        });
+        // the job controller reads NodeImages from the cache of the watch that wakes it (below)
+        let job_ctx = Arc::new(Ctx {
+            client: client.clone(),
+            settings: settings.clone(),
+            node_images: job_ni_reader.clone(),
+            nodes: node_ctrl.store(),
+            jobs: job_ctrl.store(),
+            recorder: recorder(keys::IMAGE_PULL_JOB_CONTROLLER),
+            shared: shared.clone(),
+        });
         (ni_ctx, job_ctx, list_ctx)
     };
     let conc = kube::runtime::controller::Config::default().concurrency(settings.concurrency);
@@ -244,7 +272,7 @@ pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Resu
     let daemon_ns = settings.daemon_namespace.clone();
     let job_fut = job_ctrl
         .with_config(conc.clone())
-        .watches(ni_api, cfg(), move |ni: NodeImage| {
+        .watches_stream(job_ni_events, move |ni: NodeImage| {
             jobs_for_node_image(&jobs_for_ni, &ni)
         })
         .watches(secret_api, cfg(), move |s: Secret| {
@@ -254,7 +282,7 @@ pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Resu
         .for_each(log_result);
     let list_fut = list_ctrl
         .with_config(conc)
-        .owns(job_api, cfg())
+        .owns_stream(list_job_events)
         .run(reconcile_list, error_policy, list_ctx)
         .for_each(log_result);
     futures::join!(ni_fut, node_fut, job_fut, list_fut);
