@@ -642,3 +642,62 @@ async fn kubectl_get_imagepulljobs_shows_the_counts_as_the_job_progresses() -> R
     delete_node(&client, &idle).await;
     res
 }
+
+/// Deleting Nodes deletes their NodeImages, promptly, for every one of them. (The NodeImage
+/// controller used to read Nodes from another controller's cache than the one of the watch that
+/// woke it: a NodeImage woken by its Node's deletion could still see the Node there and stay, and
+/// after the 1,000-node benchmark many stayed.)
+#[tokio::test]
+async fn deleted_nodes_lose_their_node_images() -> Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    let Some(env) = env_or_skip("deleted_nodes_lose_their_node_images") else {
+        return Ok(());
+    };
+    if !ready(&env, "deleted_nodes_lose_their_node_images") {
+        return Ok(());
+    }
+    let client = env.client().await?;
+    let pid = std::process::id();
+    let label = format!("kruise-rs.e2e/gone-{pid}");
+    let names: Vec<String> = (0..20).map(|i| format!("e2e-gone-{pid}-{i}")).collect();
+    let res = async {
+        let (client, label) = (&client, &label);
+        futures::future::try_join_all(names.iter().map(|n| async move {
+            create_plain_node(client, &plain_node(n, label, "true")).await
+        }))
+        .await?;
+        let nodes: Api<Node> = Api::all(client.clone());
+        let t0 = std::time::Instant::now();
+        nodes
+            .delete_collection(
+                &DeleteParams::default(),
+                &kube::api::ListParams::default().labels(&format!("{label}=true")),
+            )
+            .await?;
+        let nis: Api<NodeImage> = Api::all(client.clone());
+        let left = wait_for(
+            "every NodeImage of the 20 deleted Nodes to be gone",
+            Duration::from_secs(60),
+            || async {
+                let mut left = 0;
+                for n in &names {
+                    if nis.get_opt(n).await?.is_some() {
+                        left += 1;
+                    }
+                }
+                Ok((left == 0).then_some(left))
+            },
+        )
+        .await;
+        println!(
+            "20 Nodes deleted: their NodeImages gone after {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+        left.map(|_| ())
+    }
+    .await;
+    for n in &names {
+        delete_node(&client, n).await;
+    }
+    res
+}

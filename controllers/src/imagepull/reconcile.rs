@@ -193,10 +193,21 @@ pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Resu
     let node_ctrl = Controller::new(node_api.clone(), cfg());
     let job_ctrl = Controller::new(job_api.clone(), cfg());
     let list_ctrl = Controller::new(list_api, cfg());
-    // NodeImage events wake jobs; the woken reconcile must see the event in the cache it reads.
+    // Every controller here reads the caches of the watches that wake it. NodeImage events wake
+    // jobs; the woken reconcile must see the event in the cache it reads.
     // The NodeImage controller's own cache is fed by another watch, which can lag this one: a
     // job woken by a NodeImage's "Succeeded" then read the older "Pulling" from it, wrote nothing,
     // and was not woken again until its 300 s requeue (the helm e2e test's intermittent timeout).
+    let (ni_nodes_reader, ni_nodes_writer) = reflector::store::<Node>();
+    let ni_node_events = watcher(node_api.clone(), cfg())
+        .default_backoff()
+        .reflect(ni_nodes_writer)
+        .touched_objects();
+    let (ni_jobs_reader, ni_jobs_writer) = reflector::store::<ImagePullJob>();
+    let ni_job_events = watcher(job_api.clone(), cfg())
+        .default_backoff()
+        .reflect(ni_jobs_writer)
+        .touched_objects();
     let (list_jobs_reader, list_jobs_writer) = reflector::store::<ImagePullJob>();
     let list_job_events = watcher(job_api.clone(), cfg())
         .default_backoff()
@@ -208,7 +219,7 @@ pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Resu
         .reflect(job_ni_writer)
         .touched_objects();
     // The closures below borrow the controllers; keep them out of the awaited future (not Send).
-    let (ni_ctx, job_ctx, list_ctx) = {
+    let (ni_ctx, node_ctx, job_ctx, list_ctx) = {
         let recorder = |name: &str| {
             Recorder::new(
                 client.clone(),
@@ -230,7 +241,13 @@ pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Resu
                 shared: shared.clone(),
             })
         };
-        let ni_ctx = ctx(keys::NODE_IMAGE_CONTROLLER);
+        let node_ctx = ctx(keys::NODE_IMAGE_CONTROLLER);
+        // the NodeImage controller reads Nodes and jobs from the watches that wake it
+        let ni_ctx = Arc::new(Ctx {
+            nodes: ni_nodes_reader.clone(),
+            jobs: ni_jobs_reader.clone(),
+            ..(*node_ctx).clone()
+        });
         // likewise the list controller reads its jobs from the watch that wakes it
         let list_ctx = Arc::new(Ctx {
             jobs: list_jobs_reader.clone(),
@@ -246,7 +263,7 @@ pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Resu
             recorder: recorder(keys::IMAGE_PULL_JOB_CONTROLLER),
             shared: shared.clone(),
         });
-        (ni_ctx, job_ctx, list_ctx)
+        (ni_ctx, node_ctx, job_ctx, list_ctx)
     };
     let conc = kube::runtime::controller::Config::default().concurrency(settings.concurrency);
 
@@ -254,17 +271,17 @@ pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Resu
     let ni_store = ni_ctrl.store();
     let ni_fut = ni_ctrl
         .with_config(conc.clone())
-        .watches(node_api, cfg(), |node: Node| {
+        .watches_stream(ni_node_events, |node: Node| {
             Some(ObjectRef::<NodeImage>::new(&node.name_any()))
         })
-        .watches(job_api.clone(), cfg(), move |job: ImagePullJob| {
+        .watches_stream(ni_job_events, move |job: ImagePullJob| {
             node_images_of_job(&ni_store, &job)
         })
-        .run(reconcile_node_image, error_policy, ni_ctx.clone())
+        .run(reconcile_node_image, error_policy, ni_ctx)
         .for_each(log_result);
     let node_fut = node_ctrl
         .with_config(conc.clone())
-        .run(reconcile_node, error_policy, ni_ctx)
+        .run(reconcile_node, error_policy, node_ctx)
         .for_each(log_result);
 
     let jobs_for_ni = job_ctrl.store();
