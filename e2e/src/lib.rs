@@ -586,3 +586,84 @@ pub async fn allow_all_webhook(cert: &str, key: &str) -> Result<std::net::Socket
     );
     Ok(addr)
 }
+
+/// Removes every image record carrying `image` from the containerd at `endpoint` (by image id, so
+/// the digest and id references go too and the content is collected).
+pub async fn remove_image_everywhere(endpoints: &[String], image: &str) -> Result<()> {
+    for ep in endpoints {
+        let mut c =
+            k8s_cri::v1::image_service_client::ImageServiceClient::new(cri_channel(ep).await?);
+        let imgs = c
+            .list_images(k8s_cri::v1::ListImagesRequest { filter: None })
+            .await?
+            .into_inner()
+            .images;
+        for img in imgs
+            .iter()
+            .filter(|i| i.repo_tags.iter().any(|t| t == image))
+        {
+            c.remove_image(k8s_cri::v1::RemoveImageRequest {
+                image: Some(k8s_cri::v1::ImageSpec {
+                    image: img.id.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await?;
+        }
+        let left = c
+            .list_images(k8s_cri::v1::ListImagesRequest { filter: None })
+            .await?
+            .into_inner()
+            .images;
+        anyhow::ensure!(
+            !left.iter().any(|i| i.repo_tags.iter().any(|t| t == image)),
+            "{image} still on {ep}"
+        );
+    }
+    Ok(())
+}
+
+/// One ImagePullJob for `image` on every CRI node (label `kruise-rs.e2e/cri`), in a namespace
+/// `PREFIX-PID-RUN` of its own; seconds from create until the job reports completion, an error
+/// unless all `nodes` succeeded.
+pub async fn pull_job_on_cri_nodes(
+    client: &Client,
+    prefix: &str,
+    image: &str,
+    nodes: usize,
+    run: usize,
+) -> Result<f64> {
+    use std::time::Instant;
+    let ns_name = format!("{prefix}-{}-{run}", std::process::id());
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns_name}}))?;
+    nss.create(&PostParams::default(), &ns).await?;
+    let jobs: Api<kruise_crds::ImagePullJob> = Api::namespaced(client.clone(), &ns_name);
+    let job: kruise_crds::ImagePullJob = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps.kruise.io/v1alpha1", "kind": "ImagePullJob",
+        "metadata": {"name": "big"},
+        "spec": {"image": image, "parallelism": nodes,
+                 "selector": {"matchLabels": {"kruise-rs.e2e/cri": "true"}},
+                 "pullPolicy": {"backoffLimit": 3, "timeoutSeconds": 300},
+                 "completionPolicy": {"type": "Always", "activeDeadlineSeconds": 600}}
+    }))?;
+    let start = Instant::now();
+    jobs.create(&PostParams::default(), &job).await?;
+    let res = loop {
+        let j = jobs.get("big").await?;
+        if let Some(st) = j.status.filter(|s| s.completion_time.is_some()) {
+            break if st.succeeded == Some(nodes as i32) {
+                Ok(start.elapsed().as_secs_f64())
+            } else {
+                Err(anyhow::anyhow!("job ended without every node: {st:?}"))
+            };
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            break Err(anyhow::anyhow!("job did not finish in 600 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = jobs.delete("big", &DeleteParams::default()).await;
+    let _ = nss.delete(&ns_name, &DeleteParams::background()).await;
+    res
+}

@@ -180,6 +180,31 @@ fn error_policy<K>(_: Arc<K>, err: &Error, _: Arc<Ctx>) -> Action {
     Action::requeue(jitter(Duration::from_secs(5)))
 }
 
+/// A watch of `api` that fills a cache of its own before it passes each event on: a controller
+/// woken by these events finds them in the returned store.
+fn cached_events<K>(
+    api: Api<K>,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (reader, events)
+}
+
 /// Runs the four controllers until they all stop.
 pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Result<()> {
     let ni_api: Api<NodeImage> = Api::all(client.clone());
@@ -198,26 +223,10 @@ pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Resu
     // The NodeImage controller's own cache is fed by another watch, which can lag this one: a
     // job woken by a NodeImage's "Succeeded" then read the older "Pulling" from it, wrote nothing,
     // and was not woken again until its 300 s requeue (the helm e2e test's intermittent timeout).
-    let (ni_nodes_reader, ni_nodes_writer) = reflector::store::<Node>();
-    let ni_node_events = watcher(node_api.clone(), cfg())
-        .default_backoff()
-        .reflect(ni_nodes_writer)
-        .touched_objects();
-    let (ni_jobs_reader, ni_jobs_writer) = reflector::store::<ImagePullJob>();
-    let ni_job_events = watcher(job_api.clone(), cfg())
-        .default_backoff()
-        .reflect(ni_jobs_writer)
-        .touched_objects();
-    let (list_jobs_reader, list_jobs_writer) = reflector::store::<ImagePullJob>();
-    let list_job_events = watcher(job_api.clone(), cfg())
-        .default_backoff()
-        .reflect(list_jobs_writer)
-        .touched_objects();
-    let (job_ni_reader, job_ni_writer) = reflector::store::<NodeImage>();
-    let job_ni_events = watcher(ni_api.clone(), cfg())
-        .default_backoff()
-        .reflect(job_ni_writer)
-        .touched_objects();
+    let (ni_nodes_reader, ni_node_events) = cached_events(node_api.clone());
+    let (ni_jobs_reader, ni_job_events) = cached_events(job_api.clone());
+    let (list_jobs_reader, list_job_events) = cached_events(job_api.clone());
+    let (job_ni_reader, job_ni_events) = cached_events(ni_api.clone());
     // The closures below borrow the controllers; keep them out of the awaited future (not Send).
     let (ni_ctx, node_ctx, job_ctx, list_ctx) = {
         let recorder = |name: &str| {
@@ -934,12 +943,14 @@ async fn reconcile_job_inner(job: Arc<ImagePullJob>, ctx: Arc<Ctx>) -> Result<Ac
                 .collect()
                 .await;
         let mut written = Vec::new();
+        let cached_versions: HashMap<String, Option<String>> = selected
+            .iter()
+            .map(|c| (c.name_any(), c.resource_version()))
+            .collect();
         for (n, r) in results {
             match r {
                 Ok(Some((ni, wrote))) => {
-                    let cached = selected.iter().find(|c| c.name_any() == n);
-                    if wrote || cached.map(|c| c.resource_version()) != Some(ni.resource_version())
-                    {
+                    if wrote || cached_versions.get(&n) != Some(&ni.resource_version()) {
                         // a NodeImage event is on its way and will wake this job again
                         cache_behind = true;
                     }

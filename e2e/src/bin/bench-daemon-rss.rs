@@ -6,15 +6,8 @@
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
-use k8s_cri::v1::image_service_client::ImageServiceClient;
-use k8s_cri::v1::{ImageSpec, ListImagesRequest, RemoveImageRequest};
-use k8s_openapi::api::core::v1::Namespace;
-use kruise_crds::ImagePullJob;
-use kube::Api;
-use kube::api::{DeleteParams, PostParams};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 
 /// daemon-rss.
 #[derive(Parser, Debug)]
@@ -25,82 +18,6 @@ struct Args {
     /// Where to write the JSON result too.
     #[arg(long, default_value = "e2e/bench/results/daemon-rss.json")]
     out: String,
-}
-
-async fn cri(endpoint: &str) -> Result<ImageServiceClient<Channel>> {
-    let channel = kruise_e2e::cri_channel(endpoint).await?;
-    Ok(ImageServiceClient::new(channel))
-}
-
-/// Removes every image record carrying `image` from the containerd at `endpoint` (by image id, so
-/// the digest and id references go too and the content is collected).
-async fn remove_everywhere(endpoints: &[String], image: &str) -> Result<()> {
-    for ep in endpoints {
-        let mut c = cri(ep).await?;
-        let imgs = c
-            .list_images(ListImagesRequest { filter: None })
-            .await?
-            .into_inner()
-            .images;
-        for img in imgs
-            .iter()
-            .filter(|i| i.repo_tags.iter().any(|t| t == image))
-        {
-            c.remove_image(RemoveImageRequest {
-                image: Some(ImageSpec {
-                    image: img.id.clone(),
-                    ..Default::default()
-                }),
-            })
-            .await?;
-        }
-        let left = c
-            .list_images(ListImagesRequest { filter: None })
-            .await?
-            .into_inner()
-            .images;
-        ensure!(
-            !left.iter().any(|i| i.repo_tags.iter().any(|t| t == image)),
-            "{image} still on {ep}"
-        );
-    }
-    Ok(())
-}
-
-/// One ImagePullJob on every CRI node; seconds from create until the job reports completion.
-async fn ours(client: &kube::Client, image: &str, nodes: usize, run: usize) -> Result<f64> {
-    let ns_name = format!("bench-daemon-rss-{}-{run}", std::process::id());
-    let nss: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": ns_name}}))?;
-    nss.create(&PostParams::default(), &ns).await?;
-    let jobs: Api<ImagePullJob> = Api::namespaced(client.clone(), &ns_name);
-    let job: ImagePullJob = serde_json::from_value(json!({
-        "apiVersion": "apps.kruise.io/v1alpha1", "kind": "ImagePullJob",
-        "metadata": {"name": "big"},
-        "spec": {"image": image, "parallelism": nodes,
-                 "selector": {"matchLabels": {"kruise-rs.e2e/cri": "true"}},
-                 "pullPolicy": {"backoffLimit": 3, "timeoutSeconds": 300},
-                 "completionPolicy": {"type": "Always", "activeDeadlineSeconds": 600}}
-    }))?;
-    let start = Instant::now();
-    jobs.create(&PostParams::default(), &job).await?;
-    let res = loop {
-        let j = jobs.get("big").await?;
-        if let Some(st) = j.status.filter(|s| s.completion_time.is_some()) {
-            break if st.succeeded == Some(nodes as i32) {
-                Ok(start.elapsed().as_secs_f64())
-            } else {
-                Err(anyhow::anyhow!("job ended without every node: {st:?}"))
-            };
-        }
-        if start.elapsed() > Duration::from_secs(600) {
-            break Err(anyhow::anyhow!("job did not finish in 600 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let _ = jobs.delete("big", &DeleteParams::default()).await;
-    let _ = nss.delete(&ns_name, &DeleteParams::background()).await;
-    res
 }
 
 /// `(VmRSS, VmHWM)` of `pid` in KiB.
@@ -163,7 +80,7 @@ async fn main() -> Result<()> {
     }
     ensure!(!pids.is_empty(), "no daemons");
     let image = format!("{}/big:v1", env.get("E2E_REGISTRY")?);
-    remove_everywhere(&endpoints, &image).await?;
+    kruise_e2e::remove_image_everywhere(&endpoints, &image).await?;
     // idle: no pull under way
     let (idle_max, _) = sample_max(
         &pids,
@@ -175,7 +92,11 @@ async fn main() -> Result<()> {
         .map(|(_, p)| mem(*p).map(|m| m.1))
         .collect::<Result<_>>()?;
     let start = Instant::now();
-    let (pull_max, took) = sample_max(&pids, ours(&client, &image, nodes.len(), 0)).await?;
+    let (pull_max, took) = sample_max(
+        &pids,
+        kruise_e2e::pull_job_on_cri_nodes(&client, "bench-daemon-rss", &image, nodes.len(), 0),
+    )
+    .await?;
     took?;
     let pull_s = start.elapsed().as_secs_f64();
     let after: Vec<(u64, u64)> = pids.iter().map(|(_, p)| mem(*p)).collect::<Result<_>>()?;
