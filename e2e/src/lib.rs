@@ -667,3 +667,55 @@ pub async fn pull_job_on_cri_nodes(
     let _ = nss.delete(&ns_name, &DeleteParams::background()).await;
     res
 }
+
+/// Every pod UID ever seen in `pods`' scope, by a watch of the test's own (its own connection to
+/// the API server, with kube's backoff across outages): "nothing created that should not have
+/// been" is checked against it. The watch stops when this is dropped.
+pub struct PodUids {
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PodUids {
+    /// Starts watching.
+    pub fn record(pods: &Api<Pod>) -> PodUids {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let seen_w = seen.clone();
+        let task = tokio::spawn(
+            watcher(pods.clone(), watcher::Config::default())
+                .default_backoff()
+                .applied_objects()
+                .for_each(move |p| {
+                    if let Ok(p) = p {
+                        seen_w
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(p.metadata.uid.unwrap_or_default());
+                    }
+                    futures::future::ready(())
+                }),
+        );
+        PodUids { seen, task }
+    }
+
+    /// The UIDs seen so far.
+    pub fn snapshot(&self) -> std::collections::BTreeSet<String> {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many UIDs were seen so far.
+    pub fn count(&self) -> usize {
+        self.snapshot().len()
+    }
+}
+
+impl Drop for PodUids {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -6,16 +6,12 @@
 #![allow(clippy::unwrap_used)]
 
 use anyhow::{Context, Result, ensure};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kruise_crds::{CloneSet, ImagePullJob};
-use kruise_e2e::{Heal, Recorded, env_or_skip, wait_for, with_temp_ns};
+use kruise_e2e::{Heal, PodUids, Recorded, env_or_skip, wait_for, with_temp_ns};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::json;
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Compacts etcd (its JSON gateway on 127.0.0.1:2379) up to its current revision; returns it.
@@ -96,19 +92,7 @@ async fn apiserver_restarted_mid_rollout_and_mid_pull_loses_nothing() -> Result<
         let heal = &mut heal;
         async move {
             let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let seen = Arc::new(Mutex::new(BTreeSet::<String>::new()));
-            let seen_w = seen.clone();
-            let watch = tokio::spawn(
-                watcher(pods.clone(), watcher::Config::default())
-                    .default_backoff()
-                    .applied_objects()
-                    .for_each(move |p| {
-                        if let Ok(p) = p {
-                            seen_w.lock().unwrap().insert(p.metadata.uid.unwrap_or_default());
-                        }
-                        futures::future::ready(())
-                    }),
-            );
+            let seen = PodUids::record(&pods);
             let replicas = 30;
             let image = |tag: &str| format!("example.test/app:{tag}");
             let cs: CloneSet = serde_json::from_value(json!({
@@ -167,8 +151,7 @@ async fn apiserver_restarted_mid_rollout_and_mid_pull_loses_nothing() -> Result<
             .await?;
             tokio::time::sleep(Duration::from_secs(3)).await; // anything extra would show up now
             let live = pods.list(&ListParams::default()).await?.items.len();
-            let ever = seen.lock().unwrap().len();
-            watch.abort();
+            let ever = seen.count();
             println!(
                 "etcd compacted at revision {compacted}; kube-apiserver down and back in {outage:.1} s with {at_kill}/{replicas} pods on v2: \
                  {live} live, {ever} ever created (want {}); ImagePullJob succeeded {:?}, failed {:?}",

@@ -7,16 +7,12 @@
 #![allow(clippy::unwrap_used)]
 
 use anyhow::{Context, Result, ensure};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kruise_crds::{CloneSet, SidecarSet};
-use kruise_e2e::{Env, env_or_skip, pod_on_node, wait_for, with_temp_ns};
+use kruise_e2e::{Env, PodUids, env_or_skip, pod_on_node, wait_for, with_temp_ns};
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::json;
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn cluster(args: &[&str]) -> Result<()> {
@@ -210,16 +206,7 @@ async fn manager_killed_mid_scale_up_never_creates_extra_pods() -> Result<()> {
     with_temp_ns(&client, "killscale", |client, ns| async move {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         // every pod UID ever created in the namespace
-        let seen = Arc::new(Mutex::new(BTreeSet::<String>::new()));
-        let seen_w = seen.clone();
-        let watch = tokio::spawn(
-            watcher(pods.clone(), watcher::Config::default()).applied_objects().for_each(move |p| {
-                if let Ok(p) = p {
-                    seen_w.lock().unwrap().insert(p.metadata.uid.unwrap_or_default());
-                }
-                futures::future::ready(())
-            }),
-        );
+        let seen = PodUids::record(&pods);
         let replicas = 150;
         let cs: CloneSet = serde_json::from_value(json!({
             "apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet", "metadata": {"name": "killed"},
@@ -249,8 +236,7 @@ async fn manager_killed_mid_scale_up_never_creates_extra_pods() -> Result<()> {
         .await?;
         tokio::time::sleep(Duration::from_secs(3)).await; // anything extra would show up now
         let live = pods.list(&ListParams::default()).await?.items.len();
-        let ever = seen.lock().unwrap().len();
-        watch.abort();
+        let ever = seen.count();
         eprintln!("killed at {at_kill} pods; {live} live, {ever} ever created, {replicas} wanted");
         ensure!(at_kill < replicas, "the manager was killed after the scale-up had finished ({at_kill} pods)");
         ensure!(live == replicas, "{live} pods live, {replicas} wanted");
@@ -447,16 +433,7 @@ async fn leader_killed_mid_rollout_standby_takes_over_and_finishes() -> Result<(
         let env = env.clone();
         async move {
             let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let seen = Arc::new(Mutex::new(BTreeSet::<String>::new()));
-            let seen_w = seen.clone();
-            let watch = tokio::spawn(
-                watcher(pods.clone(), watcher::Config::default()).applied_objects().for_each(move |p| {
-                    if let Ok(p) = p {
-                        seen_w.lock().unwrap().insert(p.metadata.uid.unwrap_or_default());
-                    }
-                    futures::future::ready(())
-                }),
-            );
+            let seen = PodUids::record(&pods);
             let replicas = 40;
             let image = |tag: &str| format!("example.test/app:{tag}");
             let cs: CloneSet = serde_json::from_value(json!({
@@ -508,8 +485,7 @@ async fn leader_killed_mid_rollout_standby_takes_over_and_finishes() -> Result<(
             let finished = killed.elapsed().as_secs_f64();
             tokio::time::sleep(Duration::from_secs(3)).await; // anything extra would show up now
             let live = pods.list(&ListParams::default()).await?.items.len();
-            let ever = seen.lock().unwrap().len();
-            watch.abort();
+            let ever = seen.count();
             println!(
                 "leader killed with {at_kill}/{replicas} pods on v2; standby leads after {takeover:.1} s; \
                  rollout finished {finished:.1} s after the kill; {live} live, {ever} ever created (want {})",

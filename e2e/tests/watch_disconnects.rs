@@ -8,19 +8,17 @@
 #![allow(clippy::unwrap_used)]
 
 use anyhow::{Context, Result, ensure};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kruise_crds::{CloneSet, ImagePullJob, SidecarSet};
 use kruise_e2e::{
-    Recorded, env_or_skip, pod_on_node, spec_image, status_image, wait_for, with_temp_ns,
+    PodUids, Recorded, env_or_skip, pod_on_node, spec_image, status_image, wait_for, with_temp_ns,
 };
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -116,27 +114,6 @@ async fn manager_ready() -> Result<()> {
     .await
 }
 
-/// Every pod UID ever seen in the namespace (by a watch of this test's own, not through the proxy).
-fn record_uids(pods: &Api<Pod>) -> (Arc<Mutex<BTreeSet<String>>>, tokio::task::JoinHandle<()>) {
-    let seen = Arc::new(Mutex::new(BTreeSet::<String>::new()));
-    let seen_w = seen.clone();
-    let task = tokio::spawn(
-        watcher(pods.clone(), watcher::Config::default())
-            .default_backoff()
-            .applied_objects()
-            .for_each(move |p| {
-                if let Ok(p) = p {
-                    seen_w
-                        .lock()
-                        .unwrap()
-                        .insert(p.metadata.uid.unwrap_or_default());
-                }
-                futures::future::ready(())
-            }),
-    );
-    (seen, task)
-}
-
 /// The UIDs of the pods there now.
 async fn uids(pods: &Api<Pod>) -> Result<BTreeSet<String>> {
     Ok(pods
@@ -215,7 +192,7 @@ async fn hundred_forced_watch_disconnects_lose_nothing() -> Result<()> {
         let (name, proxy, proxied, sss) = (name.clone(), &proxy, &proxied, sss.clone());
         async move {
             let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let (seen, watch) = record_uids(&pods);
+            let seen = PodUids::record(&pods);
             // 10 pods the SidecarSet selects
             let mut injected = BTreeSet::new();
             for i in 0..10 {
@@ -304,8 +281,7 @@ async fn hundred_forced_watch_disconnects_lose_nothing() -> Result<()> {
             let settle_secs = t1.elapsed().as_secs_f64();
             tokio::time::sleep(Duration::from_secs(3)).await; // anything extra would show up now
             let after = uids(&pods).await?;
-            let ever = seen.lock().unwrap().clone();
-            watch.abort();
+            let ever = seen.snapshot();
             let mut failed_jobs = vec![];
             for j in jobs.list(&ListParams::default()).await?.items {
                 let st = j.status.clone().unwrap_or_default();
