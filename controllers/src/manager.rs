@@ -17,7 +17,7 @@ use tokio::sync::watch;
 /// kruise-manager: serves the apps.kruise.io API (SidecarSet, ImagePullJob, ImageListPullJob,
 /// NodeImage, CloneSet).
 #[derive(clap::Parser, Debug, Clone)]
-#[command(version, about)]
+#[command(name = "kruise-manager", version = env!("KRUISE_RS_VERSION"), about)]
 pub struct Args {
     /// Kubeconfig to use; in-cluster config or $KUBECONFIG when absent.
     #[arg(long, env = "KUBECONFIG")]

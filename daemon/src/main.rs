@@ -6,7 +6,7 @@ use clap::Parser;
 
 /// kruise-daemon: pulls the images a node's NodeImage asks for through the CRI.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "kruise-daemon", version = env!("KRUISE_RS_VERSION"), about)]
 struct Args {
     /// Kubeconfig to use; in-cluster config or $KUBECONFIG when absent.
     #[arg(long, env = "KUBECONFIG")]
