@@ -454,6 +454,21 @@ impl Recorded {
         Ok(r)
     }
 
+    /// A copy recorded as `NAME` instead (its own pid file and log): [`restart`](Recorded::restart)
+    /// then starts a second instance that `e2e/cluster down` stops with the rest.
+    pub fn as_named(&self, env: &Env, name: &str) -> Result<Recorded> {
+        let dir = env.get("E2E_DIR")?;
+        let mut r = self.clone();
+        r.pid_file = format!("{dir}/pids/{name}.pid");
+        r.log = format!("{dir}/logs/{name}.log");
+        Ok(r)
+    }
+
+    /// Removes its pid file (after it was stopped for good).
+    pub fn forget(&self) {
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+
     /// Starts it again as `e2e/cluster` does (own session, same environment, log appended) and
     /// records the new PID. Descriptors above stderr are closed first: a test may run under a
     /// lock's descriptor, which the process would otherwise hold for its whole life.

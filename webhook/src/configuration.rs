@@ -3,6 +3,7 @@
 //! are the union of all SidecarSets' pod selectors, so the API server never calls us (and a manager
 //! outage never blocks) for pods no SidecarSet can select.
 
+use crate::sidecarset::routing::{self, PendingRoute};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations,
@@ -60,9 +61,13 @@ pub struct PodMatch {
     pub expression: String,
     /// True when the union could not be expressed and every pod is sent to the webhook.
     pub fallback: Option<String>,
+    /// The routing token the pod webhook's path ends in (a hash of the routes).
+    pub token: String,
+    /// Routes of admitted SidecarSets the caches do not show yet, kept in an annotation.
+    pub pending: Vec<PendingRoute>,
 }
 
-fn cel_str(s: &str) -> String {
+pub(crate) fn cel_str(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
@@ -109,59 +114,47 @@ pub fn selector_cel(sel: &LabelSelector) -> Result<Option<String>, String> {
 /// The union of the pod selectors of the SidecarSets that inject (paused ones do not). A SidecarSet
 /// with the v1alpha1 `namespace` field only matches pods of that namespace.
 pub fn pod_match(sidecarsets: &[SidecarSet]) -> PodMatch {
-    let mut parts: Vec<String> = Vec::new();
-    for ss in sidecarsets {
-        let paused = ss
-            .spec
-            .injection_strategy
-            .as_ref()
-            .and_then(|i| i.paused)
-            .unwrap_or(false);
-        if paused {
-            continue;
+    pod_match_with(sidecarsets, &[], 0)
+}
+
+/// [`pod_match`] of the SidecarSets plus the unexpired pending routes of admitted SidecarSets the
+/// caches may not show yet (see [`crate::sidecarset::routing`]), with the routing token of the
+/// whole. The probe of the SidecarSet admission is always routed.
+pub fn pod_match_with(sidecarsets: &[SidecarSet], pending: &[PendingRoute], now: i64) -> PodMatch {
+    let routes = match routing::routes(sidecarsets, pending, now) {
+        Ok(r) => r,
+        Err(why) => {
+            return PodMatch {
+                expression: "true".into(),
+                token: routing::token(&[("!".to_string(), Some(why.clone()))].into()),
+                fallback: Some(why),
+                pending: routing::prune_pending(pending, sidecarsets, None, now),
+            };
         }
-        let Some(sel) = ss.spec.selector.as_ref() else {
-            continue;
-        };
-        match selector_cel(sel) {
-            Ok(Some(mut cel)) => {
-                if let Some(ns) = ss.spec.namespace.as_deref().filter(|n| !n.is_empty()) {
-                    cel = format!("request.namespace == {} && {cel}", cel_str(ns));
-                }
-                parts.push(format!("({cel})"));
-            }
-            Ok(None) => {}
-            Err(why) => {
-                let name = ss.metadata.name.clone().unwrap_or_default();
-                return PodMatch {
-                    expression: "true".into(),
-                    fallback: Some(format!("SidecarSet {name}: {why}")),
-                };
-            }
-        }
-    }
+    };
+    let token = routing::token(&routes);
+    let pending = routing::prune_pending(pending, sidecarsets, None, now);
+    let mut parts: Vec<String> = routes.into_iter().filter_map(|(_, cel)| cel).collect();
     parts.sort();
     parts.dedup();
-    if parts.is_empty() {
-        return PodMatch {
-            expression: "false".into(),
-            fallback: None,
-        };
-    }
-    let expression = parts.join(" || ");
+    let n = parts.len();
+    let mut expression = std::iter::once(routing::PROBE_CLAUSE.to_string())
+        .chain(parts)
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let mut fallback = None;
     if expression.len() > MAX_EXPRESSION_LEN {
-        return PodMatch {
-            expression: "true".into(),
-            fallback: Some(format!(
-                "the union of {} SidecarSet selectors is {} characters of CEL (limit {MAX_EXPRESSION_LEN})",
-                parts.len(),
-                expression.len()
-            )),
-        };
+        fallback = Some(format!(
+            "the union of {n} SidecarSet selectors is {} characters of CEL (limit {MAX_EXPRESSION_LEN})",
+            expression.len()
+        ));
+        expression = "true".into();
     }
     PodMatch {
         expression,
-        fallback: None,
+        fallback,
+        token,
+        pending,
     }
 }
 
@@ -190,14 +183,20 @@ fn client_config(opts: &Options, path: &str) -> WebhookClientConfig {
     }
 }
 
-/// The path a webhook is called on.
+/// The path a webhook is called on, without the pod webhook's routing token.
 pub fn path_of(cc: &WebhookClientConfig) -> Option<String> {
-    if let Some(s) = &cc.service {
-        return s.path.clone();
-    }
-    let url = cc.url.as_deref()?;
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    rest.find('/').map(|i| rest[i..].to_string())
+    let path = if let Some(s) = &cc.service {
+        s.path.clone()?
+    } else {
+        let url = cc.url.as_deref()?;
+        let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+        rest[rest.find('/')?..].to_string()
+    };
+    let pod = kruise_crds::keys::sidecarset::POD_MUTATING_WEBHOOK_PATH;
+    Some(match routing::token_of_path(pod, &path) {
+        Some(_) => pod.to_string(),
+        None => path,
+    })
 }
 
 fn rule(
@@ -246,7 +245,11 @@ pub fn mutating(opts: &Options, pod_match: &PodMatch) -> MutatingWebhookConfigur
         name: kruise_crds::keys::sidecarset::POD_MUTATING_WEBHOOK_NAME.to_string(),
         client_config: client_config(
             opts,
-            kruise_crds::keys::sidecarset::POD_MUTATING_WEBHOOK_PATH,
+            &format!(
+                "{}/{}",
+                kruise_crds::keys::sidecarset::POD_MUTATING_WEBHOOK_PATH,
+                pod_match.token
+            ),
         ),
         rules: Some(vec![rule("", "v1", "pods", &["CREATE"], "Namespaced")]),
         admission_review_versions: vec!["v1".into()],
@@ -291,6 +294,13 @@ pub fn mutating(opts: &Options, pod_match: &PodMatch) -> MutatingWebhookConfigur
         ..Default::default()
     };
     cfg.metadata.name = Some(MUTATING_CONFIGURATION.into());
+    cfg.metadata.annotations = Some(
+        [(
+            routing::PENDING_ROUTES_ANNOTATION.to_string(),
+            serde_json::to_string(&pod_match.pending).unwrap_or_else(|_| "[]".into()),
+        )]
+        .into(),
+    );
     cfg.metadata.labels = Some(
         [(
             "app.kubernetes.io/managed-by".to_string(),
@@ -352,13 +362,16 @@ mod tests {
 
     #[test]
     fn no_sidecarset_means_no_pod_is_sent() {
-        assert_eq!(pod_match(&[]).expression, "false");
+        assert_eq!(pod_match(&[]).expression, routing::PROBE_CLAUSE);
         let empty = ss("e", json!({"selector": {}}));
         let paused = ss(
             "p",
             json!({"selector": {"matchLabels": {"a": "b"}}, "injectionStrategy": {"paused": true}}),
         );
-        assert_eq!(pod_match(&[empty, paused]).expression, "false");
+        assert_eq!(
+            pod_match(&[empty, paused]).expression,
+            routing::PROBE_CLAUSE
+        );
     }
 
     #[test]
@@ -377,7 +390,8 @@ mod tests {
         assert_eq!(m.fallback, None);
         assert_eq!(
             m.expression,
-            "((has(object.metadata.labels) && 'app' in object.metadata.labels && object.metadata.labels['app'] == 'web')) || \
+            "(has(object.metadata.annotations) && 'kruise-rs.io/routing-probe' in object.metadata.annotations) || \
+             ((has(object.metadata.labels) && 'app' in object.metadata.labels && object.metadata.labels['app'] == 'web')) || \
              (request.namespace == 'team' && \
              (has(object.metadata.labels) && 'tier' in object.metadata.labels && object.metadata.labels['tier'] in ['x', 'y']) && \
              (!has(object.metadata.labels) || !('canary' in object.metadata.labels)) && \
@@ -423,7 +437,7 @@ mod tests {
         assert_eq!(pod.name, "mpod.kb.io");
         assert_eq!(
             pod.client_config.url.as_deref(),
-            Some("https://127.0.0.1:9443/mutate-pod")
+            Some(format!("https://127.0.0.1:9443/mutate-pod/{}", pod_match(&[]).token).as_str())
         );
         let ns = &pod
             .namespace_selector
@@ -446,7 +460,7 @@ mod tests {
         );
         assert_eq!(
             pod.match_conditions.as_ref().unwrap()[0].expression,
-            "false"
+            routing::PROBE_CLAUSE
         );
         assert_eq!(hooks.len(), 1 + KINDS.len());
         assert!(hooks.iter().any(|h| h.client_config.url.as_deref()

@@ -4,9 +4,9 @@
 
 use crate::configuration::{mutate_path, validate_path};
 use crate::field::{FieldError, render};
+use crate::routing::{FencedSidecarSetValidator, RoutedPodInjector, Routing};
 use crate::runtime::{Caches, Config};
 use crate::server::{Admit, deny_invalid, object_as};
-use kube::Client;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use serde::Serialize;
@@ -92,11 +92,21 @@ fn roll(seed: &str) -> f64 {
 /// The pod webhook: SidecarSet injection at CREATE (sidecarset.md §2). Pods no SidecarSet selects
 /// come back unchanged (and, through `matchConditions`, are normally never sent here).
 pub fn pod_injector(caches: Caches) -> Arc<dyn Admit> {
+    Arc::new(move |req: &AdmissionRequest<DynamicObject>| inject_pod(&caches, req, None))
+}
+
+/// The pod webhook's decision, from the cached SidecarSets or, when the cache is behind the
+/// routing the API server used, from `fresh` (read from the API server).
+pub fn inject_pod(
+    caches: &Caches,
+    req: &AdmissionRequest<DynamicObject>,
+    fresh: Option<&[kruise_crds::SidecarSet]>,
+) -> AdmissionResponse {
     use crate::sidecarset::{InjectInput, inject, pod_selector_matches};
     use k8s_openapi::api::core::v1::{Namespace, Pod};
     use kube::core::PartialObjectMeta;
     use kube::runtime::reflector::ObjectRef;
-    Arc::new(move |req: &AdmissionRequest<DynamicObject>| {
+    {
         let resp = AdmissionResponse::from(req);
         if req.operation != Operation::Create || req.sub_resource.is_some() {
             return resp;
@@ -128,13 +138,19 @@ pub fn pod_injector(caches: Caches) -> Arc<dyn Admit> {
         // Hot path: copy only the SidecarSets that select this pod (inject matches them again), and
         // the revisions only when one of those pins a revision.
         let pod_labels = pod.metadata.labels.clone().unwrap_or_default();
-        let mut sidecar_sets: Vec<_> = caches
-            .sidecarsets
-            .state()
-            .iter()
-            .filter(|s| pod_selector_matches(s, &ns, &pod_labels, &namespace_labels))
-            .map(|s| (**s).clone())
-            .collect();
+        let selects = |s: &kruise_crds::SidecarSet| {
+            pod_selector_matches(s, &ns, &pod_labels, &namespace_labels)
+        };
+        let mut sidecar_sets: Vec<_> = match fresh {
+            Some(all) => all.iter().filter(|s| selects(s)).cloned().collect(),
+            None => caches
+                .sidecarsets
+                .state()
+                .iter()
+                .filter(|s| selects(s))
+                .map(|s| (**s).clone())
+                .collect(),
+        };
         sidecar_sets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let pins_revision = sidecar_sets.iter().any(|s| {
             s.spec
@@ -180,7 +196,7 @@ pub fn pod_injector(caches: Caches) -> Arc<dyn Admit> {
                 r
             }
         }
-    })
+    }
 }
 
 /// The SidecarSet validating webhook: its own rules, conflicts with the other SidecarSets, pinned
@@ -228,13 +244,17 @@ pub fn sidecarset_validator(caches: Caches) -> Arc<dyn Admit> {
 }
 
 /// Every path the webhook serves, with its handler.
-pub fn routes(caches: Caches, _client: Client, _cfg: &Config) -> Vec<(String, Arc<dyn Admit>)> {
+pub fn routes(
+    caches: Caches,
+    routing: Arc<Routing>,
+    _cfg: &Config,
+) -> Vec<(String, Arc<dyn Admit>)> {
     use crate::imagepull;
     use kruise_crds::{ImageListPullJob, ImagePullJob, NodeImage};
     let routes: Vec<(String, Arc<dyn Admit>)> = vec![
         (
             kruise_crds::keys::sidecarset::POD_MUTATING_WEBHOOK_PATH.to_string(),
-            pod_injector(caches.clone()),
+            Arc::new(RoutedPodInjector::new(caches.clone(), routing.clone())),
         ),
         (
             mutate_path("sidecarset"),
@@ -244,7 +264,10 @@ pub fn routes(caches: Caches, _client: Client, _cfg: &Config) -> Vec<(String, Ar
         ),
         (
             validate_path("sidecarset"),
-            sidecarset_validator(caches.clone()),
+            Arc::new(FencedSidecarSetValidator::new(
+                sidecarset_validator(caches.clone()),
+                routing,
+            )),
         ),
         (
             mutate_path("cloneset"),

@@ -3,7 +3,9 @@
 //! `matchConditions` following the SidecarSets). Readiness is set once the `caBundle` is in place.
 
 use crate::configuration::{self, Endpoint, Options, PodMatch};
+use crate::routing::{Routing, Writer};
 use crate::server::{self, Readiness};
+use crate::sidecarset::routing;
 use crate::{certs, handlers};
 use anyhow::{Context as _, Result};
 use futures::StreamExt;
@@ -71,6 +73,8 @@ pub struct Caches {
     pub revisions: Store<ControllerRevision>,
     /// The `kruise-configuration` ConfigMap of the suite's namespace (patchPodMetadata whitelist).
     pub configuration: Store<ConfigMap>,
+    /// The pod MutatingWebhookConfiguration (its pending routes and resourceVersion).
+    pub mutating_configuration: Store<MutatingWebhookConfiguration>,
 }
 
 /// Starts the reflectors behind [`Caches`]; returns once they have listed.
@@ -122,6 +126,21 @@ pub async fn start_caches(client: &Client, namespace: &str) -> Result<Caches> {
     })
     .reflect(cm_writer)
     .applied_objects();
+    let (mwc_reader, mwc_writer) = reflector::store::<MutatingWebhookConfiguration>();
+    let mwc_stream = watcher(
+        Api::<MutatingWebhookConfiguration>::all(client.clone()),
+        watcher::Config::default().fields(&format!(
+            "metadata.name={}",
+            configuration::MUTATING_CONFIGURATION
+        )),
+    )
+    .default_backoff()
+    .modify(|o| {
+        o.managed_fields_mut().clear();
+    })
+    .reflect(mwc_writer)
+    .applied_objects();
+    tokio::spawn(mwc_stream.for_each(|_| async {}));
     tokio::spawn(cm_stream.for_each(|_| async {}));
     tokio::spawn(ss_stream.for_each(|_| async {}));
     tokio::spawn(ns_stream.for_each(|_| async {}));
@@ -130,6 +149,7 @@ pub async fn start_caches(client: &Client, namespace: &str) -> Result<Caches> {
         ss_reader.wait_until_ready().await?;
         ns_reader.wait_until_ready().await?;
         rev_reader.wait_until_ready().await?;
+        mwc_reader.wait_until_ready().await?;
         cm_reader.wait_until_ready().await
     };
     tokio::time::timeout(Duration::from_secs(60), wait)
@@ -141,6 +161,7 @@ pub async fn start_caches(client: &Client, namespace: &str) -> Result<Caches> {
         namespaces: ns_reader,
         revisions: rev_reader,
         configuration: cm_reader,
+        mutating_configuration: mwc_reader,
     })
 }
 
@@ -171,7 +192,8 @@ pub async fn run(
     )
     .await
     .context("load the webhook serving certificate")?;
-    let routes = handlers::routes(caches.clone(), client.clone(), &cfg);
+    let routing_shared = Routing::new(client.clone(), caches.clone());
+    let routes = handlers::routes(caches.clone(), routing_shared.clone(), &cfg);
     let served: BTreeSet<String> = routes.iter().map(|(p, _)| p.clone()).collect();
     let app = server::router(routes, ready.clone(), observe);
     let handle = axum_server::Handle::new();
@@ -238,12 +260,21 @@ pub async fn run(
                     continue;
                 }
                 let sidecarsets: Vec<SidecarSet> = caches.sidecarsets.state().iter().map(|s| (**s).clone()).collect();
-                let want = configuration::pod_match(&sidecarsets);
+                // the routes SidecarSet admissions added before the caches have their SidecarSets,
+                // and the resourceVersion they were read at: a writer that has not seen the last
+                // admission's routes conflicts instead of removing them
+                let current = caches.mutating_configuration.state().into_iter().next();
+                let pending = routing::parse_pending(
+                    current.as_ref().and_then(|c| c.annotations().get(routing::PENDING_ROUTES_ANNOTATION)).map(String::as_str),
+                );
+                let want = configuration::pod_match_with(&sidecarsets, &pending, jiff::Timestamp::now().as_second());
                 let key = (bundle.ca_cert.clone(), want.clone());
+                routing_shared.set_writer(Writer { opts: opts(&bundle.ca_cert), served: served.clone(), mode: cfg.configurations });
                 if applied.as_ref() == Some(&key) {
                     continue;
                 }
-                match apply_configurations(&client, &opts(&bundle.ca_cert), &want, &served, cfg.configurations).await {
+                let rv = current.and_then(|c| c.metadata.resource_version.clone());
+                match apply_configurations(&client, &opts(&bundle.ca_cert), &want, &served, cfg.configurations, rv).await {
                     Ok(()) => {
                         if let Some(why) = &want.fallback {
                             tracing::warn!(%why, "pod webhook called for every pod");
@@ -268,6 +299,10 @@ pub async fn run(
                         applied = Some(key);
                         ready.set_ready();
                     }
+                    // a conflict: another writer (a SidecarSet admission's fence, another replica)
+                    // changed the configuration since this replica's watch saw it; the next tick
+                    // computes from the newer one
+                    Err(e) if is_conflict(&e) => tracing::debug!(error = %format!("{e:#}"), "webhook configuration changed meanwhile; recomputing"),
                     Err(e) => tracing::warn!(error = %format!("{e:#}"), "applying webhook configurations failed; retrying"),
                 }
             }
@@ -278,17 +313,29 @@ pub async fn run(
     Ok(())
 }
 
+fn is_conflict(e: &anyhow::Error) -> bool {
+    e.chain().any(
+        |c| matches!(c.downcast_ref::<kube::Error>(), Some(kube::Error::Api(ae)) if ae.code == 409),
+    )
+}
+
 /// Writes both configurations with server-side apply (field manager `kruise-rs`), keeping only the
 /// webhooks whose path this process serves (a path without a handler would fail every call).
+///
+/// `resource_version` is that of the MutatingWebhookConfiguration the caller computed from: the
+/// write fails with a conflict when another writer changed it since (e.g. a SidecarSet
+/// admission added a pending route).
 pub async fn apply_configurations(
     client: &Client,
     opts: &Options,
     pod_match: &PodMatch,
     served: &BTreeSet<String>,
     mode: ConfigurationMode,
+    resource_version: Option<String>,
 ) -> Result<()> {
     let keep = |p: Option<String>| p.is_some_and(|p| served.contains(&p));
     let mut m = configuration::mutating(opts, pod_match);
+    m.metadata.resource_version = resource_version;
     if let Some(hooks) = m.webhooks.as_mut() {
         hooks.retain(|h| keep(configuration::path_of(&h.client_config)));
     }
@@ -320,7 +367,7 @@ pub async fn apply_configurations(
         ConfigurationMode::PatchExisting => {
             // A merge patch never creates: a configuration removed by `helm uninstall` stays gone.
             let pp = PatchParams::default();
-            let body = serde_json::json!({ "webhooks": m.webhooks });
+            let body = serde_json::json!({ "metadata": { "annotations": m.metadata.annotations, "resourceVersion": m.metadata.resource_version }, "webhooks": m.webhooks });
             mapi.patch(
                 configuration::MUTATING_CONFIGURATION,
                 &pp,

@@ -19,6 +19,21 @@ use std::time::Instant;
 pub trait Admit: Send + Sync + 'static {
     /// Answers `req`. Must not panic; errors are denials with a message.
     fn admit(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse;
+
+    /// Whether [`Admit::admit_at`] must be used: the handler awaits API calls (the pod webhook's
+    /// fresh reads, the SidecarSet admission's fence). The others run off the async workers.
+    fn is_async(&self) -> bool {
+        false
+    }
+
+    /// Answers `req` called on `path` (the pod webhook's path carries its routing token).
+    fn admit_at<'a>(
+        &'a self,
+        req: &'a AdmissionRequest<DynamicObject>,
+        _path: &'a str,
+    ) -> futures::future::BoxFuture<'a, AdmissionResponse> {
+        Box::pin(std::future::ready(self.admit(req)))
+    }
 }
 
 impl<F> Admit for F
@@ -85,13 +100,22 @@ pub fn router(
     };
     for path in state.routes.keys() {
         app = app.route(path, post(serve_review));
+        if path == kruise_crds::keys::sidecarset::POD_MUTATING_WEBHOOK_PATH {
+            // the pod webhook is called on `/mutate-pod/<routing token>`
+            app = app.route(&format!("{path}/{{token}}"), post(serve_review));
+        }
     }
     app.with_state(state)
 }
 
 async fn serve_review(State(st): State<AppState>, uri: axum::http::Uri, body: Bytes) -> Response {
     let path = uri.path().to_string();
-    let Some(handler) = st.routes.get(&path).cloned() else {
+    let pod = kruise_crds::keys::sidecarset::POD_MUTATING_WEBHOOK_PATH;
+    let key = match crate::sidecarset::routing::token_of_path(pod, &path) {
+        Some(_) => pod,
+        None => path.as_str(),
+    };
+    let Some(handler) = st.routes.get(key).cloned() else {
         return (StatusCode::NOT_FOUND, "no such webhook").into_response();
     };
     let started = Instant::now();
@@ -117,11 +141,20 @@ async fn serve_review(State(st): State<AppState>, uri: axum::http::Uri, body: By
     };
     // The decision is CPU-only and short; run it off the async workers anyway so a slow one cannot
     // stall the accept loop.
-    let decided = tokio::task::spawn_blocking(move || {
-        let resp = handler.admit(&req);
-        (resp, req)
-    })
-    .await;
+    let decided = if handler.is_async() {
+        let at = path.clone();
+        tokio::spawn(async move {
+            let resp = handler.admit_at(&req, &at).await;
+            (resp, req)
+        })
+        .await
+    } else {
+        tokio::task::spawn_blocking(move || {
+            let resp = handler.admit(&req);
+            (resp, req)
+        })
+        .await
+    };
     let resp = match decided {
         Ok((resp, _)) => resp,
         Err(e) => {
@@ -135,7 +168,7 @@ async fn serve_review(State(st): State<AppState>, uri: axum::http::Uri, body: By
     };
     let allowed = resp.allowed;
     if let Some(obs) = &st.observe {
-        obs(&path, allowed, started.elapsed().as_secs_f64());
+        obs(key, allowed, started.elapsed().as_secs_f64());
     }
     encode_review(resp)
 }

@@ -14,6 +14,7 @@ pub mod hotupgrade;
 pub mod inject;
 pub mod matching;
 pub mod resources;
+pub mod routing;
 pub mod validate;
 
 pub use defaults::default_sidecarset;
