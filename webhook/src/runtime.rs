@@ -255,6 +255,7 @@ pub async fn run(
             }
             _ = resync.tick() => applied = None,
             _ = tick.tick() => {
+                routing_shared.set_writer(Writer { opts: opts(&bundle.ca_cert), served: served.clone(), mode: cfg.configurations });
                 if cfg.configurations == ConfigurationMode::Off {
                     ready.set_ready();
                     continue;
@@ -269,7 +270,6 @@ pub async fn run(
                 );
                 let want = configuration::pod_match_with(&sidecarsets, &pending, jiff::Timestamp::now().as_second());
                 let key = (bundle.ca_cert.clone(), want.clone());
-                routing_shared.set_writer(Writer { opts: opts(&bundle.ca_cert), served: served.clone(), mode: cfg.configurations });
                 if applied.as_ref() == Some(&key) {
                     continue;
                 }
