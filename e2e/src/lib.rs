@@ -490,6 +490,12 @@ impl Recorded {
             .spawn()?;
         // bash execs setsid, which execs in place (the child is not a group leader): same PID
         self.pid = child.id();
+        // reap it when it exits: a killed child left a zombie would still look alive, and a second
+        // kill of it would wait for an exit that never shows
+        let mut child = child;
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
         std::fs::write(&self.pid_file, format!("{}\n", self.pid))?;
         Ok(())
     }

@@ -401,7 +401,7 @@ async fn two_replicas_and_a_killed_leader_keep_read_your_writes() -> Result<()> 
     })
     .await;
     drop(stop_second);
-    wait_for(
+    let ready = wait_for(
         "the manager ready again",
         Duration::from_secs(60),
         || async {
@@ -412,8 +412,9 @@ async fn two_replicas_and_a_killed_leader_keep_read_your_writes() -> Result<()> 
             Ok(ok.then_some(()))
         },
     )
-    .await?;
-    res
+    .await;
+    res?;
+    ready
 }
 
 /// Kills the second replica and forgets its pid file when dropped.
