@@ -176,6 +176,8 @@ async fn wait_until_served(client: &Client) -> Result<()> {
 
 /// Runs the manager until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> Result<()> {
+    // a panic while handling one object is caught and logged with that object (see `guard`)
+    kruise_webhook::panics::install_hook();
     let client = client(args.kubeconfig.as_ref()).await?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut missing = Vec::new();
@@ -214,8 +216,11 @@ pub async fn run(args: Args) -> Result<()> {
         let (c, r, s) = (client.clone(), ready.clone(), stopped());
         let m = metrics.clone();
         let observe: kruise_webhook::server::Observer =
-            std::sync::Arc::new(move |path: &str, allowed: bool, secs: f64| {
-                m.admitted(path, allowed, secs);
+            std::sync::Arc::new(move |o: &kruise_webhook::server::Observation<'_>| {
+                m.admitted(o.path, o.allowed, o.seconds);
+                if o.panicked {
+                    m.panicked("webhook", o.kind);
+                }
             });
         tasks.spawn(async move {
             kruise_webhook::runtime::run(c, cfg, r, Some(observe), s)

@@ -33,6 +33,12 @@ struct WebhookLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PanicLabel {
+    component: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabel {
     name: String,
 }
@@ -47,6 +53,7 @@ pub struct Metrics {
     webhook_requests: Family<WebhookCode, Counter>,
     webhook_latency: Family<WebhookLabel, Histogram>,
     workqueue_depth: Family<QueueLabel, Gauge>,
+    panics: Family<PanicLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -69,6 +76,7 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0001, 2.0, 16))
         });
         let workqueue_depth = Family::<QueueLabel, Gauge>::default();
+        let panics = Family::<PanicLabel, Counter>::default();
         registry.register(
             "controller_runtime_reconcile",
             "Total number of reconciliations per controller",
@@ -99,6 +107,12 @@ impl Metrics {
             "Current depth of workqueue",
             workqueue_depth.clone(),
         );
+        registry.register(
+            "kruise_rs_panics",
+            "Panics caught while handling one object (component webhook or controller, by kind); \
+             each is a kruise-rs bug, logged at ERROR",
+            panics.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconcile_total,
@@ -107,7 +121,18 @@ impl Metrics {
             webhook_requests,
             webhook_latency,
             workqueue_depth,
+            panics,
         }
+    }
+
+    /// Counts one panic caught in `component` (`webhook` or `controller`) while handling a `kind`.
+    pub fn panicked(&self, component: &str, kind: &str) {
+        self.panics
+            .get_or_create(&PanicLabel {
+                component: component.into(),
+                kind: kind.into(),
+            })
+            .inc();
     }
 
     /// Records one reconcile of `controller`: `result` is `success`, `error` or `requeue`.
@@ -177,6 +202,7 @@ mod tests {
         m.reconciled("cloneset", "error", 0.02);
         m.admitted("/mutate-pod", true, 0.0003);
         m.queue_depth("cloneset", 3);
+        m.panicked("webhook", "Pod");
         let text = m.encode();
         for needle in [
             "controller_runtime_reconcile_total{controller=\"cloneset\",result=\"success\"} 1",
@@ -185,6 +211,7 @@ mod tests {
             "controller_runtime_webhook_requests_total{webhook=\"/mutate-pod\",code=\"200\"} 1",
             "controller_runtime_webhook_latency_seconds_count{webhook=\"/mutate-pod\"} 1",
             "workqueue_depth{name=\"cloneset\"} 3",
+            "kruise_rs_panics_total{component=\"webhook\",kind=\"Pod\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -46,8 +46,23 @@ impl Readiness {
     }
 }
 
-/// Observes one admission call (path, allowed, seconds); metrics plug in here.
-pub type Observer = Arc<dyn Fn(&str, bool, f64) + Send + Sync>;
+/// One answered admission call, as metrics see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'a> {
+    /// The webhook path.
+    pub path: &'a str,
+    /// The reviewed kind (`Pod`, `SidecarSet`...).
+    pub kind: &'a str,
+    /// Whether the object was admitted.
+    pub allowed: bool,
+    /// Whether the handler panicked (the answer is then an internal error).
+    pub panicked: bool,
+    /// Time spent deciding.
+    pub seconds: f64,
+}
+
+/// Observes each admission call; metrics plug in here.
+pub type Observer = Arc<dyn Fn(&Observation<'_>) + Send + Sync>;
 
 #[derive(Clone)]
 struct AppState {
@@ -116,14 +131,15 @@ async fn serve_review(State(st): State<AppState>, uri: axum::http::Uri, body: By
         }
     };
     // The decision is CPU-only and short; run it off the async workers anyway so a slow one cannot
-    // stall the accept loop.
+    // stall the accept loop. A panic in it refuses this one object with an internal error.
     let decided = tokio::task::spawn_blocking(move || {
-        let resp = handler.admit(&req);
+        let resp = crate::panics::guarded(|| handler.admit(&req));
         (resp, req)
     })
     .await;
-    let resp = match decided {
-        Ok((resp, _)) => resp,
+    let (resp, panicked, kind) = match decided {
+        Ok((Ok(resp), req)) => (resp, false, req.kind.kind),
+        Ok((Err(panic), req)) => (internal_error(&path, &req, &panic), true, req.kind.kind),
         Err(e) => {
             tracing::error!(%path, error = %e, "admission handler failed");
             return (
@@ -133,11 +149,61 @@ async fn serve_review(State(st): State<AppState>, uri: axum::http::Uri, body: By
                 .into_response();
         }
     };
-    let allowed = resp.allowed;
     if let Some(obs) = &st.observe {
-        obs(&path, allowed, started.elapsed().as_secs_f64());
+        obs(&Observation {
+            path: &path,
+            kind: &kind,
+            allowed: resp.allowed,
+            panicked,
+            seconds: started.elapsed().as_secs_f64(),
+        });
     }
     encode_review(resp)
+}
+
+/// `<ns>/<name>` of the reviewed object (`<ns>/<generateName>*` before the API server names it).
+fn object_name(req: &AdmissionRequest<DynamicObject>) -> String {
+    let name = if req.name.is_empty() {
+        let generated = req
+            .object
+            .as_ref()
+            .and_then(|o| o.metadata.generate_name.as_deref())
+            .unwrap_or_default();
+        format!("{generated}*")
+    } else {
+        req.name.clone()
+    };
+    match req.namespace.as_deref().filter(|n| !n.is_empty()) {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name,
+    }
+}
+
+/// The answer to a review whose handler panicked: refused with an internal error (HTTP 500 in the
+/// status), logged once with the panic; the other reviews are unaffected.
+fn internal_error(
+    path: &str,
+    req: &AdmissionRequest<DynamicObject>,
+    panic: &crate::panics::Panic,
+) -> AdmissionResponse {
+    let kind = &req.kind.kind;
+    let object = object_name(req);
+    tracing::error!(
+        webhook = %path,
+        kind = %kind,
+        object = %object,
+        operation = ?req.operation,
+        panic = %panic,
+        "the admission webhook {path} panicked while reviewing {kind} {object}: {panic}. The request \
+         was refused with an internal error; other requests are unaffected. This is a kruise-rs bug: \
+         please report it with this line"
+    );
+    let mut resp = AdmissionResponse::from(req).deny(format!(
+        "internal error while reviewing {kind} {object}; see the manager log"
+    ));
+    resp.result.code = 500;
+    resp.result.reason = "InternalError".into();
+    resp
 }
 
 /// Encodes the answer. kube serializes `response.patch` as an array of numbers; the API server takes
@@ -297,6 +363,50 @@ mod tests {
             let (status, _) = call(app(), "/allow", body.to_string()).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "body {body:?}");
         }
+    }
+
+    /// A handler that panics answers this review with an internal error naming the object, is
+    /// counted, and the next review on the same server is answered normally.
+    #[tokio::test]
+    async fn a_panicking_handler_refuses_one_review_and_the_server_carries_on() {
+        use std::sync::Mutex;
+        crate::panics::install_hook();
+        let boom: Arc<dyn Admit> = Arc::new(|req: &AdmissionRequest<DynamicObject>| {
+            if req.uid.starts_with("boom") {
+                panic!("handler bug");
+            }
+            AdmissionResponse::from(req)
+        });
+        let seen: Arc<Mutex<Vec<(String, bool, bool)>>> = Arc::default();
+        let record = seen.clone();
+        let observe: Observer = Arc::new(move |o: &Observation<'_>| {
+            if let Ok(mut v) = record.lock() {
+                v.push((o.kind.to_string(), o.allowed, o.panicked));
+            }
+        });
+        let app = router(
+            vec![("/boom".into(), boom)],
+            Readiness::default(),
+            Some(observe),
+        );
+        let (status, body) = call(app.clone(), "/boom", review("boom-1")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["response"]["uid"], "boom-1");
+        assert_eq!(body["response"]["allowed"], false);
+        assert_eq!(body["response"]["status"]["code"], 500);
+        assert_eq!(
+            body["response"]["status"]["message"],
+            "internal error while reviewing Pod default/p; see the manager log"
+        );
+        let (status, body) = call(app, "/boom", review("ok-2")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["response"]["uid"], "ok-2");
+        assert_eq!(body["response"]["allowed"], true);
+        let seen = seen.lock().map(|v| v.clone()).unwrap_or_default();
+        assert_eq!(
+            seen,
+            vec![("Pod".into(), false, true), ("Pod".into(), true, false)]
+        );
     }
 
     #[tokio::test]

@@ -33,6 +33,9 @@ pub enum Error {
     /// The CloneSet lacks a field the API server always sets.
     #[error("CloneSet has no {0}")]
     MissingField(&'static str),
+    /// The reconcile panicked (a bug); the CloneSet is retried with backoff.
+    #[error(transparent)]
+    Panicked(#[from] crate::guard::Panicked),
 }
 
 /// Result with the controller's [`Error`].
