@@ -4,6 +4,7 @@
 
 pub mod cloneset;
 pub mod controllers;
+pub mod features;
 pub mod guard;
 pub mod imagepull;
 pub mod manager;
