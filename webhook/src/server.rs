@@ -15,6 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+/// Largest AdmissionReview accepted, in bytes. The API server takes request bodies up to 3 MiB and
+/// an UPDATE review carries `object` and `oldObject`: 2 × 3 MiB plus the review's envelope. (axum's
+/// default, 2 MB, refused legitimate large pods with an opaque "length limit exceeded".)
+pub const MAX_REVIEW_BYTES: usize = 7 * 1024 * 1024;
+
 /// One admission decision: a mutating or validating webhook behind one path.
 pub trait Admit: Send + Sync + 'static {
     /// Answers `req`. Must not panic; errors are denials with a message.
@@ -101,13 +106,41 @@ pub fn router(
     for path in state.routes.keys() {
         app = app.route(path, post(serve_review));
     }
-    app.with_state(state)
+    app.layer(axum::extract::DefaultBodyLimit::max(MAX_REVIEW_BYTES))
+        .with_state(state)
 }
 
-async fn serve_review(State(st): State<AppState>, uri: axum::http::Uri, body: Bytes) -> Response {
+async fn serve_review(
+    State(st): State<AppState>,
+    uri: axum::http::Uri,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let path = uri.path().to_string();
     let Some(handler) = st.routes.get(&path).cloned() else {
         return (StatusCode::NOT_FOUND, "no such webhook").into_response();
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            tracing::warn!(webhook = %path, limit = MAX_REVIEW_BYTES, "AdmissionReview over the size limit refused");
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the AdmissionReview sent to {path} is larger than the webhook's limit of {} MiB \
+                     ({MAX_REVIEW_BYTES} bytes: twice the API server's 3 MiB object limit, for object \
+                     and oldObject, plus the envelope); the object is too large to review",
+                    MAX_REVIEW_BYTES / (1024 * 1024)
+                ),
+            )
+                .into_response();
+        }
+        Err(e) => {
+            return (
+                e.status(),
+                format!("cannot read the AdmissionReview body: {}", e.body_text()),
+            )
+                .into_response();
+        }
     };
     let started = Instant::now();
     let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
@@ -406,6 +439,40 @@ mod tests {
         assert_eq!(
             seen,
             vec![("Pod".into(), false, true), ("Pod".into(), true, false)]
+        );
+    }
+
+    /// A review of a 3 MiB pod (an UPDATE carries it twice) is answered; one over the limit gets
+    /// 413 naming the limit. Before, axum's default 2 MB limit refused both with an opaque error.
+    #[tokio::test]
+    async fn large_reviews_up_to_the_limit_are_answered() {
+        let big = |bytes: usize| {
+            let mut v: serde_json::Value = serde_json::from_str(&review("big")).unwrap();
+            let value = "x".repeat(bytes);
+            v["request"]["object"]["metadata"]["annotations"] = serde_json::json!({"a": value});
+            v["request"]["oldObject"] = v["request"]["object"].clone();
+            v.to_string()
+        };
+        let (status, body) = call(app(), "/allow", big(3 * 1024 * 1024 - 1024)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["response"]["allowed"], true);
+        let resp = app()
+            .oneshot(
+                Request::post("/allow")
+                    .header("content-type", "application/json")
+                    .body(Body::from(big(4 * 1024 * 1024)))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let text = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            text.contains("larger than the webhook's limit of 7 MiB"),
+            "{text}"
         );
     }
 
