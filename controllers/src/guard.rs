@@ -54,6 +54,7 @@ where
     F: Future<Output = Result<Action, E>>,
 {
     let start = Instant::now();
+    let _busy = metrics.map(|m| m.worker_started(controller));
     let key = format!("{controller}/{object}");
     let panic = match CatchPanic::new(fut).await {
         Ok(res) => {
@@ -163,5 +164,27 @@ mod tests {
             "{text}"
         );
         assert_eq!(backoff(30), MAX_RETRY);
+    }
+
+    /// `controller_runtime_active_workers` counts the reconciles running, also through a panic.
+    #[tokio::test]
+    async fn active_workers_count_running_reconciles() {
+        let m = Metrics::new();
+        let busy = |n: u32| {
+            format!("controller_runtime_active_workers{{controller=\"busy-controller\"}} {n}")
+        };
+        // the reconcile sees itself counted (it panics to say so), and is uncounted after the panic
+        let r = reconcile(Some(&m), "busy-controller", "CloneSet", "ns/b", async {
+            if m.encode().contains(&busy(1)) {
+                panic!("running and counted");
+            }
+            Ok::<_, TestError>(Action::await_change())
+        })
+        .await;
+        assert!(
+            matches!(&r, Err(TestError::Panicked(p)) if p.message.contains("running and counted")),
+            "{r:?}"
+        );
+        assert!(m.encode().contains(&busy(0)), "{}", m.encode());
     }
 }
