@@ -24,9 +24,7 @@ pub type Starter = Box<
 /// The controllers kruise-manager runs, by name.
 pub fn all(args: &Args) -> Result<Vec<(&'static str, Starter)>> {
     let namespace = args.namespace.clone();
-    let gates = crate::cloneset::Gates::default()
-        .with_feature_gates(&args.feature_gates)
-        .context("--feature-gates")?;
+    let gates = crate::cloneset::Gates::default().with_feature_gates(&args.feature_gates)?;
     Ok(vec![
         (
             "cloneset",

@@ -4,6 +4,8 @@
 
 pub mod cloneset;
 pub mod controllers;
+pub mod features;
+pub mod guard;
 pub mod imagepull;
 pub mod manager;
 pub mod metrics;

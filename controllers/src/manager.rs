@@ -70,7 +70,8 @@ pub struct Args {
     #[arg(long = "exclude-namespace")]
     pub exclude_namespaces: Vec<String>,
     /// OpenKruise's feature gates, `Name=true,Other=false` (e.g.
-    /// `PreDownloadImageForInPlaceUpdate=true`, `AllAlpha=true`); unknown names are ignored.
+    /// `PreDownloadImageForInPlaceUpdate=true`); a gate kruise-rs would not honour is refused at
+    /// start (the table of every gate: `controllers/src/features.rs`).
     #[arg(long, env = "KRUISE_FEATURE_GATES", default_value = "")]
     pub feature_gates: String,
 }
@@ -88,7 +89,10 @@ pub async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client> {
     Ok(Client::try_from(cfg)?)
 }
 
-fn webhook_config(args: &Args) -> kruise_webhook::runtime::Config {
+fn webhook_config(
+    args: &Args,
+    features: &crate::features::FeatureGates,
+) -> kruise_webhook::runtime::Config {
     let endpoint = match &args.webhook_url {
         Some(url) => Endpoint::Url(url.clone()),
         None => Endpoint::Service {
@@ -128,6 +132,11 @@ fn webhook_config(args: &Args) -> kruise_webhook::runtime::Config {
             "existing" => ConfigurationMode::PatchExisting,
             "off" => ConfigurationMode::Off,
             _ => ConfigurationMode::Own,
+        },
+        features: kruise_webhook::runtime::Features {
+            sort_sidecar_containers_by_name: features.sort_sidecar_containers_by_name,
+            patch_pod_metadata_defaults_allowed: features
+                .sidecarset_patch_pod_metadata_defaults_allowed,
         },
     }
 }
@@ -176,6 +185,8 @@ async fn wait_until_served(client: &Client) -> Result<()> {
 
 /// Runs the manager until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> Result<()> {
+    // a panic while handling one object is caught and logged with that object (see `guard`)
+    kruise_webhook::panics::install_hook();
     let client = client(args.kubeconfig.as_ref()).await?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut missing = Vec::new();
@@ -200,9 +211,7 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     // a bad --feature-gates is refused at start, not when this replica first leads
-    crate::cloneset::Gates::default()
-        .with_feature_gates(&args.feature_gates)
-        .context("--feature-gates")?;
+    let features = crate::features::FeatureGates::parse(&args.feature_gates)?;
     let ready = Readiness::default();
     let metrics = crate::metrics::Metrics::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -210,12 +219,15 @@ pub async fn run(args: Args) -> Result<()> {
     if args.disable_webhook {
         ready.set_ready();
     } else {
-        let cfg = webhook_config(&args);
+        let cfg = webhook_config(&args, &features);
         let (c, r, s) = (client.clone(), ready.clone(), stopped());
         let m = metrics.clone();
         let observe: kruise_webhook::server::Observer =
-            std::sync::Arc::new(move |path: &str, allowed: bool, secs: f64| {
-                m.admitted(path, allowed, secs);
+            std::sync::Arc::new(move |o: &kruise_webhook::server::Observation<'_>| {
+                m.admitted(o.path, o.allowed, o.seconds);
+                if o.panicked {
+                    m.panicked("webhook", o.kind);
+                }
             });
         tasks.spawn(async move {
             kruise_webhook::runtime::run(c, cfg, r, Some(observe), s)

@@ -1,6 +1,10 @@
 //! Prometheus metrics under controller-runtime's names, so dashboards built for OpenKruise (and any
-//! controller-runtime manager) work unchanged: reconcile totals, errors and durations per
-//! controller, and webhook request counts and latency per path.
+//! controller-runtime manager) work unchanged: reconcile totals, errors, durations and busy workers
+//! per controller, and webhook request counts and latency per path.
+//!
+//! controller-runtime's `workqueue_depth` is not exported: kube-runtime's `Controller` keeps its
+//! queue private, and a gauge that is never set (as it was) or set to something else would mislead
+//! the dashboards that read it. `controller_runtime_active_workers` (reconciles running now) is.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -33,8 +37,9 @@ struct WebhookLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct QueueLabel {
-    name: String,
+struct PanicLabel {
+    component: String,
+    kind: String,
 }
 
 /// The manager's metrics.
@@ -46,7 +51,8 @@ pub struct Metrics {
     reconcile_time: Family<ControllerLabel, Histogram>,
     webhook_requests: Family<WebhookCode, Counter>,
     webhook_latency: Family<WebhookLabel, Histogram>,
-    workqueue_depth: Family<QueueLabel, Gauge>,
+    active_workers: Family<ControllerLabel, Gauge>,
+    panics: Family<PanicLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -68,7 +74,8 @@ impl Metrics {
         let webhook_latency = Family::<WebhookLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0001, 2.0, 16))
         });
-        let workqueue_depth = Family::<QueueLabel, Gauge>::default();
+        let active_workers = Family::<ControllerLabel, Gauge>::default();
+        let panics = Family::<PanicLabel, Counter>::default();
         registry.register(
             "controller_runtime_reconcile",
             "Total number of reconciliations per controller",
@@ -95,9 +102,15 @@ impl Metrics {
             webhook_latency.clone(),
         );
         registry.register(
-            "workqueue_depth",
-            "Current depth of workqueue",
-            workqueue_depth.clone(),
+            "controller_runtime_active_workers",
+            "Number of currently used workers per controller",
+            active_workers.clone(),
+        );
+        registry.register(
+            "kruise_rs_panics",
+            "Panics caught while handling one object (component webhook or controller, by kind); \
+             each is a kruise-rs bug, logged at ERROR",
+            panics.clone(),
         );
         Self {
             registry: Arc::new(registry),
@@ -106,8 +119,19 @@ impl Metrics {
             reconcile_time,
             webhook_requests,
             webhook_latency,
-            workqueue_depth,
+            active_workers,
+            panics,
         }
+    }
+
+    /// Counts one panic caught in `component` (`webhook` or `controller`) while handling a `kind`.
+    pub fn panicked(&self, component: &str, kind: &str) {
+        self.panics
+            .get_or_create(&PanicLabel {
+                component: component.into(),
+                kind: kind.into(),
+            })
+            .inc();
     }
 
     /// Records one reconcile of `controller`: `result` is `success`, `error` or `requeue`.
@@ -149,11 +173,17 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Sets the queue depth of `name`.
-    pub fn queue_depth(&self, name: &str, depth: i64) {
-        self.workqueue_depth
-            .get_or_create(&QueueLabel { name: name.into() })
-            .set(depth);
+    /// Counts one running reconcile of `controller` until the returned guard is dropped (also when
+    /// the reconcile is cancelled or panics).
+    pub fn worker_started(&self, controller: &str) -> ActiveWorker {
+        let gauge = self
+            .active_workers
+            .get_or_create(&ControllerLabel {
+                controller: controller.into(),
+            })
+            .clone();
+        gauge.inc();
+        ActiveWorker(gauge)
     }
 
     /// The text exposition format.
@@ -163,6 +193,15 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// One running reconcile, counted in `controller_runtime_active_workers` while it lives.
+pub struct ActiveWorker(Gauge);
+
+impl Drop for ActiveWorker {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -176,7 +215,8 @@ mod tests {
         m.reconciled("cloneset", "success", 0.01);
         m.reconciled("cloneset", "error", 0.02);
         m.admitted("/mutate-pod", true, 0.0003);
-        m.queue_depth("cloneset", 3);
+        let _busy = m.worker_started("cloneset");
+        m.panicked("webhook", "Pod");
         let text = m.encode();
         for needle in [
             "controller_runtime_reconcile_total{controller=\"cloneset\",result=\"success\"} 1",
@@ -184,7 +224,8 @@ mod tests {
             "controller_runtime_reconcile_time_seconds_count{controller=\"cloneset\"} 2",
             "controller_runtime_webhook_requests_total{webhook=\"/mutate-pod\",code=\"200\"} 1",
             "controller_runtime_webhook_latency_seconds_count{webhook=\"/mutate-pod\"} 1",
-            "workqueue_depth{name=\"cloneset\"} 3",
+            "controller_runtime_active_workers{controller=\"cloneset\"} 1",
+            "kruise_rs_panics_total{component=\"webhook\",kind=\"Pod\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -290,15 +290,18 @@ pub struct ResourcesExpr {
     pub requests: Option<ResourceExprs>,
 }
 
-/// One expression per resource, e.g. `max(cpu*50%, 50m)`.
+/// One expression per resource, e.g. `max(cpu*50%, 50m)`. At most 1,024 bytes each (OpenKruise sets
+/// no limit; the webhook's parser is bounded at the same length, `MAX_EXPRESSION_LEN`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceExprs {
     /// Expression in the variable `cpu`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub cpu: Option<String>,
     /// Expression in the variable `memory`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub memory: Option<String>,
 }
 

@@ -422,6 +422,15 @@ fn schema_refuses_malformed_objects_at_the_right_field() {
             json!(0.5),
         ),
         ("/spec/containers", json!({"name": "envoy"})),
+        // resources expressions longer than the webhook's parser accepts (1,024 bytes)
+        (
+            "/spec/containers/1/resourcesPolicy/resourcesExpr/requests/cpu",
+            json!("(".repeat(1025)),
+        ),
+        (
+            "/spec/initContainers/1/resourcesPolicy/resourcesExpr/requests/cpu",
+            json!(format!("cpu{}", "+1".repeat(600))),
+        ),
         (
             "/spec/initContainers/1/resourcesPolicy/targetContainersNameRegex",
             json!(7),

@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Forbidden,
     /// The value repeats one that must be unique.
     Duplicate,
+    /// The value is longer than allowed (the value itself is left out of the message).
+    TooLong,
 }
 
 impl ErrorKind {
@@ -26,6 +28,7 @@ impl ErrorKind {
             ErrorKind::NotSupported => "Unsupported value",
             ErrorKind::Forbidden => "Forbidden",
             ErrorKind::Duplicate => "Duplicate value",
+            ErrorKind::TooLong => "Too long",
         }
     }
 }
@@ -91,6 +94,16 @@ impl FieldError {
             kind: ErrorKind::Forbidden,
             value: None,
             detail: detail.into(),
+        }
+    }
+    /// `path: Too long: may not be more than <max> bytes` (the API server's wording; the value is
+    /// left out, as the API server does, since it is the long part).
+    pub fn too_long(path: impl Into<String>, max: usize) -> Self {
+        Self {
+            path: path.into(),
+            kind: ErrorKind::TooLong,
+            value: None,
+            detail: format!("may not be more than {max} bytes"),
         }
     }
     /// `path: Duplicate value: <value>`.

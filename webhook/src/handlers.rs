@@ -5,7 +5,7 @@
 use crate::configuration::{mutate_path, validate_path};
 use crate::field::{FieldError, render};
 use crate::routing::{FencedSidecarSetValidator, RoutedPodInjector, Routing};
-use crate::runtime::{Caches, Config};
+use crate::runtime::{Caches, Config, Features};
 use crate::server::{Admit, deny_invalid, object_as};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
@@ -91,14 +91,15 @@ fn roll(seed: &str) -> f64 {
 
 /// The pod webhook: SidecarSet injection at CREATE (sidecarset.md §2). Pods no SidecarSet selects
 /// come back unchanged (and, through `matchConditions`, are normally never sent here).
-pub fn pod_injector(caches: Caches) -> Arc<dyn Admit> {
-    Arc::new(move |req: &AdmissionRequest<DynamicObject>| inject_pod(&caches, req, None))
+pub fn pod_injector(caches: Caches, features: Features) -> Arc<dyn Admit> {
+    Arc::new(move |req: &AdmissionRequest<DynamicObject>| inject_pod(&caches, features, req, None))
 }
 
 /// The pod webhook's decision, from the cached SidecarSets or, when the cache is behind the
 /// routing the API server used, from `fresh` (read from the API server).
 pub fn inject_pod(
     caches: &Caches,
+    features: Features,
     req: &AdmissionRequest<DynamicObject>,
     fresh: Option<&[kruise_crds::SidecarSet]>,
 ) -> AdmissionResponse {
@@ -179,7 +180,7 @@ pub fn inject_pod(
             revisions: &revisions,
             now: &now,
             partial_roll: roll(&req.uid),
-            sort_containers_by_name: false,
+            sort_containers_by_name: features.sort_sidecar_containers_by_name,
         };
         match inject(&input) {
             Ok(out) if out.patch.0.is_empty() => resp,
@@ -201,7 +202,7 @@ pub fn inject_pod(
 
 /// The SidecarSet validating webhook: its own rules, conflicts with the other SidecarSets, pinned
 /// revisions, and the patchPodMetadata whitelist of the `kruise-configuration` ConfigMap.
-pub fn sidecarset_validator(caches: Caches) -> Arc<dyn Admit> {
+pub fn sidecarset_validator(caches: Caches, features: Features) -> Arc<dyn Admit> {
     use crate::sidecarset::{validate_patch_metadata_whitelist, validate_sidecarset};
     use kruise_crds::SidecarSet;
     validating::<SidecarSet, _>("SidecarSet", move |new, old| {
@@ -236,7 +237,7 @@ pub fn sidecarset_validator(caches: Caches) -> Arc<dyn Admit> {
             errs.extend(validate_patch_metadata_whitelist(
                 new,
                 whitelist.as_deref(),
-                false,
+                features.patch_pod_metadata_defaults_allowed,
             ));
         }
         errs
@@ -247,14 +248,18 @@ pub fn sidecarset_validator(caches: Caches) -> Arc<dyn Admit> {
 pub fn routes(
     caches: Caches,
     routing: Arc<Routing>,
-    _cfg: &Config,
+    cfg: &Config,
 ) -> Vec<(String, Arc<dyn Admit>)> {
     use crate::imagepull;
     use kruise_crds::{ImageListPullJob, ImagePullJob, NodeImage};
     let routes: Vec<(String, Arc<dyn Admit>)> = vec![
         (
             kruise_crds::keys::sidecarset::POD_MUTATING_WEBHOOK_PATH.to_string(),
-            Arc::new(RoutedPodInjector::new(caches.clone(), routing.clone())),
+            Arc::new(RoutedPodInjector::new(
+                caches.clone(),
+                cfg.features,
+                routing.clone(),
+            )),
         ),
         (
             mutate_path("sidecarset"),
@@ -265,7 +270,7 @@ pub fn routes(
         (
             validate_path("sidecarset"),
             Arc::new(FencedSidecarSetValidator::new(
-                sidecarset_validator(caches.clone()),
+                sidecarset_validator(caches.clone(), cfg.features),
                 routing,
             )),
         ),
@@ -328,4 +333,123 @@ pub fn routes(
         })
         .collect();
     routes.into_iter().chain(aliases).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The feature gates reach the handlers: the same review answers differently with the gate on.
+    use super::*;
+    use kruise_crds::SidecarSet;
+    use kube::runtime::{reflector, watcher};
+    use serde_json::json;
+
+    fn caches(sidecarsets: Vec<SidecarSet>) -> Caches {
+        let (sidecar_store, mut w) = reflector::store::<SidecarSet>();
+        for s in sidecarsets {
+            w.apply_watcher_event(&watcher::Event::Apply(s));
+        }
+        Caches {
+            sidecarsets: sidecar_store,
+            namespaces: reflector::store().0,
+            revisions: reflector::store().0,
+            configuration: reflector::store().0,
+            mutating_configuration: reflector::store().0,
+        }
+    }
+
+    fn request(kind: &str, object: serde_json::Value) -> AdmissionRequest<DynamicObject> {
+        let (group, version, resource) = if kind == "Pod" {
+            ("", "v1", "pods")
+        } else {
+            ("apps.kruise.io", "v1alpha1", "sidecarsets")
+        };
+        let review: kube::core::admission::AdmissionReview<DynamicObject> =
+            serde_json::from_value(json!({
+                "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": {
+                    "uid": "u", "kind": {"group": group, "version": version, "kind": kind},
+                    "resource": {"group": group, "version": version, "resource": resource},
+                    "name": "x", "namespace": "default", "operation": "CREATE",
+                    "userInfo": {}, "object": object, "dryRun": false
+                }
+            }))
+            .expect("a valid review");
+        review.try_into().expect("a request")
+    }
+
+    fn sidecarset(name: &str, container: &str) -> SidecarSet {
+        serde_json::from_value(json!({
+            "apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet",
+            "metadata": {"name": name, "uid": name},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                     "containers": [{"name": container, "image": "busybox:1"}]}
+        }))
+        .expect("a SidecarSet")
+    }
+
+    /// Names of the pod's containers after the injector's patch.
+    fn injected(features: Features) -> Vec<String> {
+        // two SidecarSets, read in name order: "a" injects "zz", "b" injects "aa"
+        let c = caches(vec![sidecarset("a", "zz"), sidecarset("b", "aa")]);
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "x", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]}});
+        let resp = pod_injector(c, features).admit(&request("Pod", pod.clone()));
+        assert!(resp.allowed, "{:?}", resp.result.message);
+        let patch: json_patch::Patch =
+            serde_json::from_slice(resp.patch.as_deref().unwrap_or(b"[]")).expect("a patch");
+        let mut doc = pod;
+        json_patch::patch(&mut doc, &patch).expect("the patch applies");
+        doc["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn enable_sort_sidecar_container_by_name_reaches_the_pod_injector() {
+        // no podInjectPolicy in the cache: after the app container, in SidecarSet order
+        assert_eq!(injected(Features::default()), ["app", "zz", "aa"]);
+        let sorted = Features {
+            sort_sidecar_containers_by_name: true,
+            ..Features::default()
+        };
+        assert_eq!(injected(sorted), ["app", "aa", "zz"]);
+    }
+
+    #[test]
+    fn patch_pod_metadata_defaults_allowed_reaches_the_sidecarset_validator() {
+        // no kruise-configuration ConfigMap: no whitelist
+        let ss = json!({
+            "apiVersion": "apps.kruise.io/v1alpha1", "kind": "SidecarSet",
+            "metadata": {"name": "x"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                     "containers": [{"name": "s", "image": "busybox:1", "imagePullPolicy": "IfNotPresent",
+                                     "terminationMessagePath": "/dev/termination-log",
+                                     "terminationMessagePolicy": "File", "podInjectPolicy": "BeforeAppContainer",
+                                     "upgradeStrategy": {"upgradeType": "ColdUpgrade"},
+                                     "shareVolumePolicy": {"type": "disabled"}}],
+                     "updateStrategy": {"type": "RollingUpdate", "maxUnavailable": 1},
+                     "revisionHistoryLimit": 10,
+                     "patchPodMetadata": [{"annotations": {"example.com/a": "1"}, "patchPolicy": "Retain"}]}
+        });
+        let deny = sidecarset_validator(caches(vec![]), Features::default())
+            .admit(&request("SidecarSet", ss.clone()));
+        assert!(!deny.allowed);
+        assert!(
+            deny.result
+                .message
+                .contains("SidecarSet patch metadata whitelist not found"),
+            "{}",
+            deny.result.message
+        );
+        let allowed = Features {
+            patch_pod_metadata_defaults_allowed: true,
+            ..Features::default()
+        };
+        let allow = sidecarset_validator(caches(vec![]), allowed).admit(&request("SidecarSet", ss));
+        assert!(allow.allowed, "{}", allow.result.message);
+    }
 }

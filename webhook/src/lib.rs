@@ -11,6 +11,7 @@ pub mod configuration;
 pub mod field;
 pub mod handlers;
 pub mod imagepull;
+pub mod panics;
 pub mod routing;
 pub mod runtime;
 pub mod server;

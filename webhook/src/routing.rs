@@ -4,7 +4,7 @@
 //! SidecarSets when the routing token of a request differs from what this replica has cached.
 
 use crate::configuration::{self, Options, PodMatch, SYSTEM_NAMESPACES};
-use crate::runtime::{Caches, ConfigurationMode};
+use crate::runtime::{Caches, ConfigurationMode, Features};
 use crate::server::{Admit, object_as};
 use crate::sidecarset::routing::{self, PendingRoute};
 use futures::future::BoxFuture;
@@ -320,13 +320,18 @@ impl Routing {
 /// injects from SidecarSets at least as fresh as the routing the API server used.
 pub struct RoutedPodInjector {
     caches: Caches,
+    features: Features,
     routing: Arc<Routing>,
 }
 
 impl RoutedPodInjector {
     /// Over the webhook's caches and router.
-    pub fn new(caches: Caches, routing: Arc<Routing>) -> Self {
-        Self { caches, routing }
+    pub fn new(caches: Caches, features: Features, routing: Arc<Routing>) -> Self {
+        Self {
+            caches,
+            features,
+            routing,
+        }
     }
 }
 
@@ -355,7 +360,7 @@ fn answer_probe(req: &AdmissionRequest<DynamicObject>, path: &str) -> Option<Adm
 
 impl Admit for RoutedPodInjector {
     fn admit(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
-        crate::handlers::inject_pod(&self.caches, req, None)
+        crate::handlers::inject_pod(&self.caches, self.features, req, None)
     }
 
     fn is_async(&self) -> bool {
@@ -380,8 +385,10 @@ impl Admit for RoutedPodInjector {
                 path,
             );
             match self.routing.sidecarsets_for(token, since).await {
-                Ok(None) => crate::handlers::inject_pod(&self.caches, req, None),
-                Ok(Some(fresh)) => crate::handlers::inject_pod(&self.caches, req, Some(&fresh)),
+                Ok(None) => crate::handlers::inject_pod(&self.caches, self.features, req, None),
+                Ok(Some(fresh)) => {
+                    crate::handlers::inject_pod(&self.caches, self.features, req, Some(&fresh))
+                }
                 Err(e) => {
                     let name = req
                         .object

@@ -48,6 +48,19 @@ pub struct Config {
     pub excluded_namespaces: Vec<String>,
     /// How this replica writes the webhook configurations.
     pub configurations: ConfigurationMode,
+    /// OpenKruise feature gates that change admission.
+    pub features: Features,
+}
+
+/// OpenKruise feature gates that change admission (all off by default, as in OpenKruise).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `EnableSortSidecarContainerByName`: SidecarSet containers injected into a pod are sorted by
+    /// name (init containers always are).
+    pub sort_sidecar_containers_by_name: bool,
+    /// `SidecarSetPatchPodMetadataDefaultsAllowed`: patchPodMetadata is allowed when there is no
+    /// whitelist, or no whitelist rule selects the SidecarSet.
+    pub patch_pod_metadata_defaults_allowed: bool,
 }
 
 /// How the manager keeps the webhook configurations.

@@ -15,6 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+/// Largest AdmissionReview accepted, in bytes. The API server takes request bodies up to 3 MiB and
+/// an UPDATE review carries `object` and `oldObject`: 2 × 3 MiB plus the review's envelope. (axum's
+/// default, 2 MB, refused legitimate large pods with an opaque "length limit exceeded".)
+pub const MAX_REVIEW_BYTES: usize = 7 * 1024 * 1024;
+
 /// One admission decision: a mutating or validating webhook behind one path.
 pub trait Admit: Send + Sync + 'static {
     /// Answers `req`. Must not panic; errors are denials with a message.
@@ -61,8 +66,23 @@ impl Readiness {
     }
 }
 
-/// Observes one admission call (path, allowed, seconds); metrics plug in here.
-pub type Observer = Arc<dyn Fn(&str, bool, f64) + Send + Sync>;
+/// One answered admission call, as metrics see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'a> {
+    /// The webhook path.
+    pub path: &'a str,
+    /// The reviewed kind (`Pod`, `SidecarSet`...).
+    pub kind: &'a str,
+    /// Whether the object was admitted.
+    pub allowed: bool,
+    /// Whether the handler panicked (the answer is then an internal error).
+    pub panicked: bool,
+    /// Time spent deciding.
+    pub seconds: f64,
+}
+
+/// Observes each admission call; metrics plug in here.
+pub type Observer = Arc<dyn Fn(&Observation<'_>) + Send + Sync>;
 
 #[derive(Clone)]
 struct AppState {
@@ -105,10 +125,15 @@ pub fn router(
             app = app.route(&format!("{path}/{{token}}"), post(serve_review));
         }
     }
-    app.with_state(state)
+    app.layer(axum::extract::DefaultBodyLimit::max(MAX_REVIEW_BYTES))
+        .with_state(state)
 }
 
-async fn serve_review(State(st): State<AppState>, uri: axum::http::Uri, body: Bytes) -> Response {
+async fn serve_review(
+    State(st): State<AppState>,
+    uri: axum::http::Uri,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let path = uri.path().to_string();
     let pod = kruise_crds::keys::sidecarset::POD_MUTATING_WEBHOOK_PATH;
     let key = match crate::sidecarset::routing::token_of_path(pod, &path) {
@@ -117,6 +142,29 @@ async fn serve_review(State(st): State<AppState>, uri: axum::http::Uri, body: By
     };
     let Some(handler) = st.routes.get(key).cloned() else {
         return (StatusCode::NOT_FOUND, "no such webhook").into_response();
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            tracing::warn!(webhook = %path, limit = MAX_REVIEW_BYTES, "AdmissionReview over the size limit refused");
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the AdmissionReview sent to {path} is larger than the webhook's limit of {} MiB \
+                     ({MAX_REVIEW_BYTES} bytes: twice the API server's 3 MiB object limit, for object \
+                     and oldObject, plus the envelope); the object is too large to review",
+                    MAX_REVIEW_BYTES / (1024 * 1024)
+                ),
+            )
+                .into_response();
+        }
+        Err(e) => {
+            return (
+                e.status(),
+                format!("cannot read the AdmissionReview body: {}", e.body_text()),
+            )
+                .into_response();
+        }
     };
     let started = Instant::now();
     let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
@@ -140,23 +188,25 @@ async fn serve_review(State(st): State<AppState>, uri: axum::http::Uri, body: By
         }
     };
     // The decision is CPU-only and short; run it off the async workers anyway so a slow one cannot
-    // stall the accept loop.
+    // stall the accept loop. A panic in it refuses this one object with an internal error. The
+    // async handlers (they await API calls) run on the async workers.
     let decided = if handler.is_async() {
         let at = path.clone();
         tokio::spawn(async move {
-            let resp = handler.admit_at(&req, &at).await;
+            let resp = crate::panics::CatchPanic::new(handler.admit_at(&req, &at)).await;
             (resp, req)
         })
         .await
     } else {
         tokio::task::spawn_blocking(move || {
-            let resp = handler.admit(&req);
+            let resp = crate::panics::guarded(|| handler.admit(&req));
             (resp, req)
         })
         .await
     };
-    let resp = match decided {
-        Ok((resp, _)) => resp,
+    let (resp, panicked, kind) = match decided {
+        Ok((Ok(resp), req)) => (resp, false, req.kind.kind),
+        Ok((Err(panic), req)) => (internal_error(&path, &req, &panic), true, req.kind.kind),
         Err(e) => {
             tracing::error!(%path, error = %e, "admission handler failed");
             return (
@@ -166,11 +216,62 @@ async fn serve_review(State(st): State<AppState>, uri: axum::http::Uri, body: By
                 .into_response();
         }
     };
-    let allowed = resp.allowed;
     if let Some(obs) = &st.observe {
-        obs(key, allowed, started.elapsed().as_secs_f64());
+        // the path without the pod webhook's routing token: one metric series per webhook
+        obs(&Observation {
+            path: key,
+            kind: &kind,
+            allowed: resp.allowed,
+            panicked,
+            seconds: started.elapsed().as_secs_f64(),
+        });
     }
     encode_review(resp)
+}
+
+/// `<ns>/<name>` of the reviewed object (`<ns>/<generateName>*` before the API server names it).
+fn object_name(req: &AdmissionRequest<DynamicObject>) -> String {
+    let name = if req.name.is_empty() {
+        let generated = req
+            .object
+            .as_ref()
+            .and_then(|o| o.metadata.generate_name.as_deref())
+            .unwrap_or_default();
+        format!("{generated}*")
+    } else {
+        req.name.clone()
+    };
+    match req.namespace.as_deref().filter(|n| !n.is_empty()) {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name,
+    }
+}
+
+/// The answer to a review whose handler panicked: refused with an internal error (HTTP 500 in the
+/// status), logged once with the panic; the other reviews are unaffected.
+fn internal_error(
+    path: &str,
+    req: &AdmissionRequest<DynamicObject>,
+    panic: &crate::panics::Panic,
+) -> AdmissionResponse {
+    let kind = &req.kind.kind;
+    let object = object_name(req);
+    tracing::error!(
+        webhook = %path,
+        kind = %kind,
+        object = %object,
+        operation = ?req.operation,
+        panic = %panic,
+        "the admission webhook {path} panicked while reviewing {kind} {object}: {panic}. The request \
+         was refused with an internal error; other requests are unaffected. This is a kruise-rs bug: \
+         please report it with this line"
+    );
+    let mut resp = AdmissionResponse::from(req).deny(format!(
+        "internal error while reviewing {kind} {object}; see the manager log"
+    ));
+    resp.result.code = 500;
+    resp.result.reason = "InternalError".into();
+    resp
 }
 
 /// Encodes the answer. kube serializes `response.patch` as an array of numbers; the API server takes
@@ -330,6 +431,84 @@ mod tests {
             let (status, _) = call(app(), "/allow", body.to_string()).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "body {body:?}");
         }
+    }
+
+    /// A handler that panics answers this review with an internal error naming the object, is
+    /// counted, and the next review on the same server is answered normally.
+    #[tokio::test]
+    async fn a_panicking_handler_refuses_one_review_and_the_server_carries_on() {
+        use std::sync::Mutex;
+        crate::panics::install_hook();
+        let boom: Arc<dyn Admit> = Arc::new(|req: &AdmissionRequest<DynamicObject>| {
+            if req.uid.starts_with("boom") {
+                panic!("handler bug");
+            }
+            AdmissionResponse::from(req)
+        });
+        let seen: Arc<Mutex<Vec<(String, bool, bool)>>> = Arc::default();
+        let record = seen.clone();
+        let observe: Observer = Arc::new(move |o: &Observation<'_>| {
+            if let Ok(mut v) = record.lock() {
+                v.push((o.kind.to_string(), o.allowed, o.panicked));
+            }
+        });
+        let app = router(
+            vec![("/boom".into(), boom)],
+            Readiness::default(),
+            Some(observe),
+        );
+        let (status, body) = call(app.clone(), "/boom", review("boom-1")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["response"]["uid"], "boom-1");
+        assert_eq!(body["response"]["allowed"], false);
+        assert_eq!(body["response"]["status"]["code"], 500);
+        assert_eq!(
+            body["response"]["status"]["message"],
+            "internal error while reviewing Pod default/p; see the manager log"
+        );
+        let (status, body) = call(app, "/boom", review("ok-2")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["response"]["uid"], "ok-2");
+        assert_eq!(body["response"]["allowed"], true);
+        let seen = seen.lock().map(|v| v.clone()).unwrap_or_default();
+        assert_eq!(
+            seen,
+            vec![("Pod".into(), false, true), ("Pod".into(), true, false)]
+        );
+    }
+
+    /// A review of a 3 MiB pod (an UPDATE carries it twice) is answered; one over the limit gets
+    /// 413 naming the limit. Before, axum's default 2 MB limit refused both with an opaque error.
+    #[tokio::test]
+    async fn large_reviews_up_to_the_limit_are_answered() {
+        let big = |bytes: usize| {
+            let mut v: serde_json::Value = serde_json::from_str(&review("big")).unwrap();
+            let value = "x".repeat(bytes);
+            v["request"]["object"]["metadata"]["annotations"] = serde_json::json!({"a": value});
+            v["request"]["oldObject"] = v["request"]["object"].clone();
+            v.to_string()
+        };
+        let (status, body) = call(app(), "/allow", big(3 * 1024 * 1024 - 1024)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["response"]["allowed"], true);
+        let resp = app()
+            .oneshot(
+                Request::post("/allow")
+                    .header("content-type", "application/json")
+                    .body(Body::from(big(4 * 1024 * 1024)))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let text = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            text.contains("larger than the webhook's limit of 7 MiB"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -33,6 +33,9 @@ pub enum Error {
     /// The CloneSet lacks a field the API server always sets.
     #[error("CloneSet has no {0}")]
     MissingField(&'static str),
+    /// The reconcile panicked (a bug); the CloneSet is retried with backoff.
+    #[error(transparent)]
+    Panicked(#[from] crate::guard::Panicked),
 }
 
 /// Result with the controller's [`Error`].
@@ -56,44 +59,18 @@ pub struct Gates {
 /// (`PreDownloadImageForInPlaceUpdate=true,CloneSetPartitionRollback=true`).
 pub const FEATURE_GATES_ENV: &str = "KRUISE_FEATURE_GATES";
 
-/// A `--feature-gates` value that cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid feature gate {0:?}: want Name=true|false")]
-pub struct BadFeatureGate(pub String);
-
 impl Gates {
-    /// Applies a feature-gate list in OpenKruise's syntax (`Name=bool,...`). `AllAlpha` turns every
-    /// alpha gate of the CloneSet controller on before the named ones apply; `KruiseDaemon=false`
-    /// turns image pre-download off. Gates of other controllers are accepted and ignored.
-    pub fn with_feature_gates(mut self, list: &str) -> Result<Self, BadFeatureGate> {
-        let mut named = Vec::new();
-        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (name, value) = item
-                .split_once('=')
-                .ok_or_else(|| BadFeatureGate(item.to_string()))?;
-            let on = match value.trim() {
-                "true" | "True" | "TRUE" => true,
-                "false" | "False" | "FALSE" => false,
-                _ => return Err(BadFeatureGate(item.to_string())),
-            };
-            named.push((name.trim().to_string(), on));
-        }
-        let mut daemon = true;
-        if let Some((_, on)) = named.iter().rev().find(|(n, _)| n == "AllAlpha") {
-            self.partition_rollback = *on;
-            self.preparing_update_as_update = *on;
-            self.predownload_image = *on;
-        }
-        for (name, on) in named {
-            match name.as_str() {
-                "CloneSetPartitionRollback" => self.partition_rollback = on,
-                "PreparingUpdateAsUpdate" => self.preparing_update_as_update = on,
-                "PreDownloadImageForInPlaceUpdate" => self.predownload_image = on,
-                "KruiseDaemon" => daemon = on,
-                _ => {}
-            }
-        }
-        self.predownload_image &= daemon;
-        Ok(self)
+    /// Takes the CloneSet gates of a `--feature-gates` list in OpenKruise's syntax
+    /// ([`crate::features::FeatureGates::parse`], which refuses gates kruise-rs would ignore).
+    pub fn with_feature_gates(self, list: &str) -> Result<Self, crate::features::FeatureGateError> {
+        Ok(self.with_features(&crate::features::FeatureGates::parse(list)?))
+    }
+
+    /// Takes the CloneSet gates of resolved feature gates.
+    pub fn with_features(mut self, f: &crate::features::FeatureGates) -> Self {
+        self.partition_rollback = f.cloneset_partition_rollback;
+        self.preparing_update_as_update = f.preparing_update_as_update;
+        self.predownload_image = f.predownload_image_for_in_place_update;
+        self
     }
 }

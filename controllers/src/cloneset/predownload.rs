@@ -642,16 +642,19 @@ mod tests {
             .with_feature_gates("PreDownloadImageForInPlaceUpdate=true")
             .unwrap();
         assert!(on.predownload_image && !on.partition_rollback);
-        let all = g.with_feature_gates("AllAlpha=true,AllBeta=true").unwrap();
-        assert!(all.predownload_image && all.partition_rollback);
-        let no_daemon = g
-            .with_feature_gates("PreDownloadImageForInPlaceUpdate=true,KruiseDaemon=false")
-            .unwrap();
-        assert!(!no_daemon.predownload_image);
+        // AllAlpha would turn on alpha gates kruise-rs does not implement, KruiseDaemon=false
+        // would stop controllers kruise-rs always runs: both are refused (crate::features)
+        assert!(g.with_feature_gates("AllAlpha=true,AllBeta=true").is_err());
+        assert!(
+            g.with_feature_gates("PreDownloadImageForInPlaceUpdate=true,KruiseDaemon=false")
+                .is_err()
+        );
+        assert!(g.with_feature_gates("Other=true").is_err());
         let some = g
-            .with_feature_gates("AllAlpha=true, CloneSetPartitionRollback=false, Other=true")
+            .with_feature_gates("CloneSetPartitionRollback=true, PreparingUpdateAsUpdate=true")
             .unwrap();
-        assert!(some.predownload_image && !some.partition_rollback);
+        assert!(some.partition_rollback && some.preparing_update_as_update);
+        assert!(!some.predownload_image);
         assert!(
             g.with_feature_gates("PreDownloadImageForInPlaceUpdate")
                 .is_err()

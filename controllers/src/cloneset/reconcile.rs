@@ -167,7 +167,7 @@ pub async fn run_with(
         .graceful_shutdown_on(async move {
             let _ = stop_rx.await;
         })
-        .run(reconcile, error_policy, ctx)
+        .run(guarded_reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(err) = res {
                 tracing::debug!(%err, "cloneset reconcile");
@@ -178,8 +178,26 @@ pub async fn run_with(
 }
 
 fn error_policy(cs: Arc<CloneSet>, err: &Error, _: Arc<Context>) -> Action {
+    if let Error::Panicked(p) = err {
+        // logged by the guard, once per CloneSet
+        return Action::requeue(p.retry_after);
+    }
     tracing::warn!(cloneset = %cs.name_any(), error = %err, "reconcile failed");
     Action::requeue(Duration::from_secs(5) + Duration::from_millis(fastrand::u64(0..2000)))
+}
+
+/// [`reconcile`] behind the panic guard: a panic fails this CloneSet only.
+async fn guarded_reconcile(cs: Arc<CloneSet>, ctx: Arc<Context>) -> Result<Action> {
+    let object = crate::guard::object_key(cs.as_ref());
+    let fut = reconcile(cs, ctx.clone());
+    crate::guard::reconcile(
+        Some(&ctx.metrics),
+        CONTROLLER_NAME,
+        "CloneSet",
+        &object,
+        fut,
+    )
+    .await
 }
 
 /// One reconcile of one CloneSet.

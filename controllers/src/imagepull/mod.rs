@@ -69,6 +69,9 @@ pub enum Error {
     /// Serializing an object failed.
     #[error("serialize: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// The reconcile panicked (a bug); the object is retried with backoff.
+    #[error(transparent)]
+    Panicked(#[from] crate::guard::Panicked),
 }
 
 /// Result with [`Error`].

@@ -176,8 +176,33 @@ fn jitter(d: Duration) -> Duration {
 }
 
 fn error_policy<K>(_: Arc<K>, err: &Error, _: Arc<Ctx>) -> Action {
+    if let Error::Panicked(p) = err {
+        // logged by the guard, once per object
+        return Action::requeue(p.retry_after);
+    }
     tracing::warn!(error = %err, "image warm-up reconcile failed");
     Action::requeue(jitter(Duration::from_secs(5)))
+}
+
+/// `reconcile` behind the panic guard: a panic fails that one object (requeued with backoff).
+fn guarded<K, R, Fut>(
+    controller: &'static str,
+    kind: &'static str,
+    reconcile: R,
+) -> impl FnMut(Arc<K>, Arc<Ctx>) -> futures::future::BoxFuture<'static, Result<Action>>
+where
+    K: Resource + Send + Sync + 'static,
+    R: Fn(Arc<K>, Arc<Ctx>) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = Result<Action>> + Send + 'static,
+{
+    move |obj, ctx| {
+        Box::pin(async move {
+            let object = crate::guard::object_key(obj.as_ref());
+            let metrics = ctx.settings.metrics.clone();
+            let fut = reconcile(obj, ctx);
+            crate::guard::reconcile(metrics.as_ref(), controller, kind, &object, fut).await
+        })
+    }
 }
 
 /// A watch of `api` that fills a cache of its own before it passes each event on: a controller
@@ -286,11 +311,23 @@ pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Resu
         .watches_stream(ni_job_events, move |job: ImagePullJob| {
             node_images_of_job(&ni_store, &job)
         })
-        .run(reconcile_node_image, error_policy, ni_ctx)
+        .run(
+            guarded(
+                keys::NODE_IMAGE_CONTROLLER,
+                "NodeImage",
+                reconcile_node_image,
+            ),
+            error_policy,
+            ni_ctx,
+        )
         .for_each(log_result);
     let node_fut = node_ctrl
         .with_config(conc.clone())
-        .run(reconcile_node, error_policy, node_ctx)
+        .run(
+            guarded(keys::NODE_IMAGE_CONTROLLER, "Node", reconcile_node),
+            error_policy,
+            node_ctx,
+        )
         .for_each(log_result);
 
     let jobs_for_ni = job_ctrl.store();
@@ -304,12 +341,28 @@ pub async fn run_controllers(client: Client, settings: Settings) -> anyhow::Resu
         .watches(secret_api, cfg(), move |s: Secret| {
             jobs_for_secret_change(&jobs_for_secret, &s, &daemon_ns)
         })
-        .run(reconcile_job, error_policy, job_ctx)
+        .run(
+            guarded(
+                keys::IMAGE_PULL_JOB_CONTROLLER,
+                "ImagePullJob",
+                reconcile_job,
+            ),
+            error_policy,
+            job_ctx,
+        )
         .for_each(log_result);
     let list_fut = list_ctrl
         .with_config(conc)
         .owns_stream(list_job_events)
-        .run(reconcile_list, error_policy, list_ctx)
+        .run(
+            guarded(
+                keys::IMAGE_LIST_PULL_JOB_CONTROLLER,
+                "ImageListPullJob",
+                reconcile_list,
+            ),
+            error_policy,
+            list_ctx,
+        )
         .for_each(log_result);
     futures::join!(ni_fut, node_fut, job_fut, list_fut);
     Ok(())

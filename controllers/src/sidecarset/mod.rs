@@ -43,6 +43,9 @@ pub enum Error {
     /// A ControllerRevision name kept colliding with revisions of other content.
     #[error("too many ControllerRevision name collisions for sidecarset {0}")]
     Collisions(String),
+    /// The reconcile panicked (a bug); the SidecarSet is retried with backoff.
+    #[error(transparent)]
+    Panicked(#[from] crate::guard::Panicked),
 }
 
 /// Result with [`Error`].

@@ -297,7 +297,7 @@ pub async fn run_with(
         .graceful_shutdown_on(async move {
             let _ = rx.await;
         })
-        .run(reconcile, error_policy, ctx)
+        .run(guarded_reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
                 warn!(error = %e, "sidecarset reconcile failed");
@@ -308,6 +308,10 @@ pub async fn run_with(
 }
 
 fn error_policy(ss: Arc<SidecarSet>, err: &Error, _ctx: Arc<Context>) -> Action {
+    if let Error::Panicked(p) = err {
+        // logged by the guard, once per SidecarSet
+        return Action::requeue(p.retry_after);
+    }
     warn!(sidecarset = %ss.name_any(), error = %err, "reconcile error, requeueing");
     Action::requeue(Duration::from_secs(5))
 }
@@ -349,6 +353,20 @@ async fn namespace_labels(
             })
             .collect(),
     ))
+}
+
+/// [`reconcile`] behind the panic guard: a panic fails this SidecarSet only.
+async fn guarded_reconcile(ss: Arc<SidecarSet>, ctx: Arc<Context>) -> Result<Action> {
+    let object = crate::guard::object_key(ss.as_ref());
+    let fut = reconcile(ss, ctx.clone());
+    crate::guard::reconcile(
+        ctx.metrics.as_ref(),
+        CONTROLLER_NAME,
+        "SidecarSet",
+        &object,
+        fut,
+    )
+    .await
 }
 
 async fn reconcile(ss: Arc<SidecarSet>, ctx: Arc<Context>) -> Result<Action> {

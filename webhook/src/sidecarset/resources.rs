@@ -8,6 +8,13 @@ use kruise_crds::sidecarset::{ResourceExprs, ResourcesPolicy, TargetContainersMo
 use regex::Regex;
 use std::collections::{BTreeMap, HashSet};
 
+/// Longest resources expression accepted, in bytes. OpenKruise sets no limit, but its examples are
+/// tens of characters (`max(cpu*50%, 50m)`); the bound keeps validation and injection cheap.
+pub const MAX_EXPRESSION_LEN: usize = 1024;
+/// Deepest nesting of parentheses, `max()`/`min()` calls and unary minus accepted. The parser is
+/// recursive: without the bound a few KB of `(` overflow the worker's stack and abort the manager.
+pub const MAX_EXPRESSION_DEPTH: usize = 64;
+
 /// Why a resourcesPolicy cannot be applied or is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResourcesError {
@@ -20,6 +27,21 @@ pub enum ResourcesError {
     /// An expression does not parse or evaluate.
     #[error("invalid expression: {0}")]
     Expression(String),
+    /// An expression is longer than [`MAX_EXPRESSION_LEN`] bytes.
+    #[error(
+        "the expression is {len} bytes long, more than the {max} allowed; shorten it",
+        max = MAX_EXPRESSION_LEN
+    )]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// An expression nests deeper than [`MAX_EXPRESSION_DEPTH`].
+    #[error(
+        "the expression nests parentheses, max()/min() calls or unary minus more than {max} deep; flatten it",
+        max = MAX_EXPRESSION_DEPTH
+    )]
+    TooDeep,
 }
 
 /// Computes and sets `c.resources` from `policy` over the targets of `pod`: its native-sidecar init
@@ -241,6 +263,8 @@ fn tokenize(expr: &str) -> Result<Vec<Tok>, ResourcesError> {
 struct Parser<'a> {
     toks: Vec<Tok>,
     pos: usize,
+    /// Nesting of `factor` calls: every recursion of the grammar goes through `factor`.
+    depth: usize,
     var: &'a str,
     value: f64,
     expr: &'a str,
@@ -290,6 +314,15 @@ impl Parser<'_> {
         }
     }
     fn factor(&mut self) -> Result<f64, ResourcesError> {
+        if self.depth >= MAX_EXPRESSION_DEPTH {
+            return Err(ResourcesError::TooDeep);
+        }
+        self.depth += 1;
+        let v = self.factor_inner();
+        self.depth -= 1;
+        v
+    }
+    fn factor_inner(&mut self) -> Result<f64, ResourcesError> {
         if self.eat('-') {
             return Ok(-self.factor()?);
         }
@@ -334,10 +367,14 @@ impl Parser<'_> {
 
 /// Evaluates `expr` with variable `var` bound to `value`.
 pub fn evaluate(expr: &str, var: &str, value: f64) -> Result<f64, ResourcesError> {
+    if expr.len() > MAX_EXPRESSION_LEN {
+        return Err(ResourcesError::TooLong { len: expr.len() });
+    }
     let toks = tokenize(expr)?;
     let mut p = Parser {
         toks,
         pos: 0,
+        depth: 0,
         var,
         value,
         expr,
@@ -474,6 +511,44 @@ mod tests {
             apply_resources_policy(&mut Container::default(), &pol, &p, &HashSet::new()),
             Err(ResourcesError::Regex(_))
         ));
+    }
+
+    /// 14 KB of `(` used to overflow the worker's stack (the whole manager aborted); now both the
+    /// length and the nesting are refused with an error naming the limit.
+    #[test]
+    fn deep_or_long_expressions_are_refused_not_crashing() {
+        let long = "(".repeat(14 * 1024);
+        assert_eq!(
+            check_expression(&long),
+            Err(ResourcesError::TooLong { len: 14 * 1024 })
+        );
+        assert!(
+            check_expression(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("more than the 1024 allowed")
+        );
+        let nested = |n: usize| format!("{}cpu{}", "(".repeat(n), ")".repeat(n));
+        assert!(check_expression(&nested(MAX_EXPRESSION_DEPTH - 1)).is_ok());
+        assert_eq!(
+            check_expression(&nested(MAX_EXPRESSION_DEPTH)),
+            Err(ResourcesError::TooDeep)
+        );
+        let minus = format!("{}cpu", "-".repeat(500));
+        assert_eq!(check_expression(&minus), Err(ResourcesError::TooDeep));
+        let calls = format!("{}cpu{}", "max(".repeat(100), ")".repeat(100));
+        assert_eq!(check_expression(&calls), Err(ResourcesError::TooDeep));
+        // long flat expressions within the length limit still work
+        let flat = vec!["cpu"; 200].join("+");
+        assert!((evaluate(&flat, "cpu", 1.0).unwrap() - 200.0).abs() < 1e-9);
+        // the pod-creation path is bounded too, not only validation
+        let mut pol = policy(TargetContainersMode::Sum, &"(".repeat(5000));
+        pol.resources_expr.requests = None;
+        let p = pod(vec![app("main", &[("cpu", "1")], &[])]);
+        assert_eq!(
+            apply_resources_policy(&mut Container::default(), &pol, &p, &HashSet::new()),
+            Err(ResourcesError::TooLong { len: 5000 })
+        );
     }
 
     #[test]

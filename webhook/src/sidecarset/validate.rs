@@ -5,7 +5,7 @@
 
 use super::inject::{canary_base, find_revision};
 use super::matching::{effective_namespace_selector, selector_is_empty, selectors_overlap};
-use super::resources::check_expression;
+use super::resources::{MAX_EXPRESSION_LEN, ResourcesError, check_expression};
 use crate::field::FieldError;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{Container, Volume};
@@ -730,12 +730,13 @@ fn validate_sidecar_extras(c: &SidecarContainer, p: &str, init: bool) -> Vec<Fie
                 let Some(expr) = expr.as_deref() else {
                     continue;
                 };
-                if let Err(err) = check_expression(expr) {
-                    errs.push(FieldError::invalid(
-                        format!("{rpp}.resourcesExpr.{kind}.{res}"),
-                        expr,
-                        err.to_string(),
-                    ));
+                let path = format!("{rpp}.resourcesExpr.{kind}.{res}");
+                match check_expression(expr) {
+                    Ok(()) => {}
+                    Err(ResourcesError::TooLong { .. }) => {
+                        errs.push(FieldError::too_long(path, MAX_EXPRESSION_LEN));
+                    }
+                    Err(err) => errs.push(FieldError::invalid(path, expr, err.to_string())),
                 }
             }
         }

@@ -298,6 +298,20 @@ fn spec_rules() {
             "invalid expression",
         ),
         (
+            "resourcesPolicy expression of 14 KB of '(' (overflowed the stack)",
+            json!({"spec": {"containers": [{"name": "envoy", "image": "e:1",
+            "resourcesPolicy": {"targetContainersMode": "sum", "resourcesExpr": {"requests": {"memory": "(".repeat(14 * 1024)}}}}], "volumes": null}}),
+            "spec.containers[0].resourcesPolicy.resourcesExpr.requests.memory",
+            "Too long: may not be more than 1024 bytes",
+        ),
+        (
+            "resourcesPolicy expression nested 100 deep",
+            json!({"spec": {"containers": [{"name": "envoy", "image": "e:1",
+            "resourcesPolicy": {"targetContainersMode": "sum", "resourcesExpr": {"limits": {"cpu": format!("{}cpu{}", "(".repeat(100), ")".repeat(100))}}}}], "volumes": null}}),
+            "spec.containers[0].resourcesPolicy.resourcesExpr.limits.cpu",
+            "more than 64 deep",
+        ),
+        (
             "resourcesPolicy on plain init",
             json!({"spec": {"initContainers": [{"name": "i", "image": "e:1",
             "resourcesPolicy": {"targetContainersMode": "sum", "resourcesExpr": {"limits": {"cpu": "cpu"}}}}]}}),
