@@ -162,3 +162,56 @@ proptest! {
         }
     }
 }
+
+/// Strings from the expression language's alphabet, with runs of one character (deep nesting, long
+/// numbers) as likely as mixtures.
+fn expression() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        Just("(".to_string()),
+        Just(")".to_string()),
+        Just("max(".to_string()),
+        Just("min(".to_string()),
+        Just("cpu".to_string()),
+        Just("memory".to_string()),
+        Just(",".to_string()),
+        Just("-".to_string()),
+        Just("+".to_string()),
+        Just("*".to_string()),
+        Just("/".to_string()),
+        Just("%".to_string()),
+        "[0-9]{1,8}(\\.[0-9]{1,4})?(m|Ki|Mi|Gi|k|M|G|e3|E)?".prop_map(|s| s),
+        any::<char>().prop_map(|c| c.to_string()),
+    ];
+    prop_oneof![
+        prop::collection::vec(atom.clone(), 0..64).prop_map(|v| v.concat()),
+        (atom, 1usize..5000).prop_map(|(a, n)| a.repeat(n)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// The resourcesPolicy expression language and quantity parser (user input evaluated by the
+    /// validating webhook, the pod webhook and the controllers): never a panic or a stack
+    /// overflow, whatever the nesting or length.
+    #[test]
+    fn expressions_and_quantities_never_panic(e in expression(), v in any::<f64>()) {
+        use kruise_webhook::sidecarset::resources::{check_expression, evaluate, parse_quantity};
+        let _ = check_expression(&e);
+        let _ = evaluate(&e, "cpu", v);
+        let _ = evaluate(&e, "memory", v.abs());
+        let _ = parse_quantity(&e);
+    }
+
+    /// The pod webhook's routing: request paths and the pending-routes annotation are read from
+    /// what the API server sends and what any writer stored.
+    #[test]
+    fn routing_tokens_and_pending_routes_never_panic(path in ".{0,64}", annotation in ".{0,256}", v in json_value()) {
+        use kruise_webhook::sidecarset::routing::{parse_pending, token_of_path};
+        if let Some(t) = token_of_path("/mutate-pod", &path) {
+            prop_assert_eq!(t.len(), 16);
+        }
+        let _ = parse_pending(Some(&annotation));
+        let _ = parse_pending(Some(&v.to_string()));
+    }
+}
