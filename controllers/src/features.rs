@@ -130,9 +130,11 @@ pub const GATES: &[Gate] = &[
         "InPlaceUpdateEnvFromMetadata",
         true,
         BETA,
+        // OpenKruise's default is true; kruise-rs behaves as false (the difference is in the
+        // README): it has no container restart through kruise-daemon yet
         Fixed(
-            true,
-            "updates a CloneSet pod in place when labels or annotations its env refers to change",
+            false,
+            "recreates a CloneSet pod when a label or annotation its env reads through the downward API changes (OpenKruise restarts that container in place through kruise-daemon)",
         ),
     ),
     gate(
@@ -446,7 +448,7 @@ mod tests {
             "PodWebhook=true",
             "KruiseDaemon=true",
             "ImagePullJobGate=true",
-            "InPlaceUpdateEnvFromMetadata=true",
+            "InPlaceUpdateEnvFromMetadata=false",
             "CloneSetShortHash=false",
             "WorkloadSpread=true",
             "PodProbeMarkerGate=true",
@@ -454,6 +456,15 @@ mod tests {
         ] {
             assert!(FeatureGates::parse(ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn env_from_metadata_in_place_is_refused_until_it_is_served() {
+        let err = FeatureGates::parse("InPlaceUpdateEnvFromMetadata=true")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("InPlaceUpdateEnvFromMetadata=true"), "{err}");
+        assert!(err.contains("recreates a CloneSet pod"), "{err}");
     }
 
     #[test]
