@@ -299,8 +299,16 @@ pub async fn run_with(
         })
         .run(guarded_reconcile, error_policy, ctx)
         .for_each(|res| async move {
-            if let Err(e) = res {
-                warn!(error = %e, "sidecarset reconcile failed");
+            match res {
+                Ok(_) => {}
+                // deleted before its turn came, or failed and already logged by error_policy
+                Err(
+                    e @ (controller::Error::ObjectNotFound(_)
+                    | controller::Error::ReconcilerFailed(..)),
+                ) => {
+                    tracing::debug!(error = %e, "sidecarset reconcile skipped or failed");
+                }
+                Err(e) => warn!(error = %e, "sidecarset controller error"),
             }
         })
         .await;
@@ -312,7 +320,13 @@ fn error_policy(ss: Arc<SidecarSet>, err: &Error, _ctx: Arc<Context>) -> Action 
         // logged by the guard, once per SidecarSet
         return Action::requeue(p.retry_after);
     }
-    warn!(sidecarset = %ss.name_any(), error = %err, "reconcile error, requeueing");
+    let gone = matches!(err, Error::Kube { source: kube::Error::Api(ae), .. } if ae.code == 404);
+    if gone {
+        // the SidecarSet (or the object being written) was deleted meanwhile: nothing for a person
+        tracing::debug!(sidecarset = %ss.name_any(), error = %err, "reconcile hit a deleted object, requeueing");
+    } else {
+        warn!(sidecarset = %ss.name_any(), error = %err, "reconcile error, requeueing");
+    }
     Action::requeue(Duration::from_secs(5))
 }
 
