@@ -40,12 +40,26 @@ impl Proxy {
         let accepted = Arc::new(AtomicUsize::new(0));
         let (o, a) = (open.clone(), accepted.clone());
         let task = tokio::spawn(async move {
-            while let Ok((mut down, _)) = listener.accept().await {
+            loop {
+                // an accept error (a connection reset while queued, a descriptor limit) must not end
+                // the proxy: the manager could never reconnect, and the test would blame it
+                let mut down = match listener.accept().await {
+                    Ok((down, _)) => down,
+                    Err(e) => {
+                        eprintln!("proxy: accept failed ({e}); going on");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
                 let (mut rx, open, upstream) = (rx.clone(), o.clone(), upstream.clone());
                 a.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let Ok(mut up) = TcpStream::connect(&upstream).await else {
-                        return;
+                    let mut up = match TcpStream::connect(&upstream).await {
+                        Ok(up) => up,
+                        Err(e) => {
+                            eprintln!("proxy: connect to the API server failed ({e})");
+                            return;
+                        }
                     };
                     rx.borrow_and_update();
                     open.fetch_add(1, Ordering::SeqCst);
@@ -258,7 +272,9 @@ async fn hundred_forced_watch_disconnects_lose_nothing() -> Result<()> {
             let cut_secs = t0.elapsed().as_secs_f64();
             let last = step;
             let t1 = Instant::now();
-            wait_for("every workload at its last spec", Duration::from_secs(300), || async {
+            // what is not there yet, for the failure message: which workload stalled
+            let progress = std::sync::Mutex::new(String::from("nothing checked yet"));
+            let settled = wait_for("every workload at its last spec", Duration::from_secs(300), || async {
                 let list = pods.list(&ListParams::default()).await?.items;
                 let cs_done = list
                     .iter()
@@ -275,9 +291,17 @@ async fn hundred_forced_watch_disconnects_lose_nothing() -> Result<()> {
                         jobs_done += 1;
                     }
                 }
+                *progress.lock().unwrap() = format!(
+                    "CloneSet pods at step {last}: {cs_done} of {replicas}; SidecarSet pods at step {last}: {ss_done} of 10; \
+                     ImagePullJobs completed: {jobs_done} of {STEPS}"
+                );
                 Ok((cs_done == replicas && ss_done == 10 && jobs_done == STEPS).then_some(()))
             })
-            .await?;
+            .await;
+            if let Err(e) = settled {
+                let state = progress.lock().unwrap().clone();
+                anyhow::bail!("{e:#}; {state}");
+            }
             let settle_secs = t1.elapsed().as_secs_f64();
             tokio::time::sleep(Duration::from_secs(3)).await; // anything extra would show up now
             let after = uids(&pods).await?;
