@@ -495,29 +495,44 @@ pub fn added_pods_to_delete(new: &CloneSet, old: Option<&CloneSet>) -> Vec<Strin
 }
 
 /// Checks the pods newly listed in `podsToDelete` (looked up by the handler; None = not found):
-/// each must exist, not be terminating, and be controlled by this CloneSet.
+/// each must exist, not be terminating, and be controlled by this CloneSet (OpenKruise's v1alpha1
+/// webhook; kruise-rs checks v1beta1 too, decision 2). The path carries the name's index.
 pub fn validate_pods_to_delete(
     cs: &CloneSet,
     found: &[(String, Option<k8s_openapi::api::core::v1::Pod>)],
 ) -> Vec<FieldError> {
-    let path = "spec.scaleStrategy.podsToDelete";
     let uid = cs.metadata.uid.as_deref().unwrap_or_default();
+    let ns = cs.metadata.namespace.as_deref().unwrap_or("default");
+    let listed: Vec<String> = cs
+        .spec
+        .scale_strategy
+        .as_ref()
+        .and_then(|s| s.pods_to_delete.clone())
+        .unwrap_or_default();
     found
         .iter()
         .filter_map(|(name, pod)| {
-            let why =
-                match pod {
-                    None => "pod not found",
-                    Some(p) if p.metadata.deletion_timestamp.is_some() => "pod is being deleted",
-                    Some(p)
-                        if !p.metadata.owner_references.iter().flatten().any(|o| {
-                            o.controller == Some(true) && !uid.is_empty() && o.uid == uid
-                        }) =>
-                    {
-                        "pod is not owned by this CloneSet"
-                    }
-                    Some(_) => return None,
-                };
+            let why = match pod {
+                None => format!(
+                    "there is no pod of this name in namespace {ns:?}; list only pods of this CloneSet"
+                ),
+                Some(p) if p.metadata.deletion_timestamp.is_some() => {
+                    "the pod is already being deleted; remove it from the list".to_string()
+                }
+                Some(p)
+                    if !p.metadata.owner_references.iter().flatten().any(|o| {
+                        o.controller == Some(true) && !uid.is_empty() && o.uid == uid
+                    }) =>
+                {
+                    "the pod is not owned by this CloneSet; list only pods of this CloneSet"
+                        .to_string()
+                }
+                Some(_) => return None,
+            };
+            let path = match listed.iter().position(|n| n == name) {
+                Some(i) => format!("spec.scaleStrategy.podsToDelete[{i}]"),
+                None => "spec.scaleStrategy.podsToDelete".to_string(),
+            };
             Some(FieldError::invalid(path, name.as_str(), why))
         })
         .collect()
@@ -882,9 +897,9 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                r#"spec.scaleStrategy.podsToDelete: Invalid value: "c": pod is not owned by this CloneSet"#,
-                r#"spec.scaleStrategy.podsToDelete: Invalid value: "d": pod not found"#,
-                r#"spec.scaleStrategy.podsToDelete: Invalid value: "e": pod is being deleted"#,
+                r#"spec.scaleStrategy.podsToDelete[2]: Invalid value: "c": the pod is not owned by this CloneSet; list only pods of this CloneSet"#,
+                r#"spec.scaleStrategy.podsToDelete[3]: Invalid value: "d": there is no pod of this name in namespace "default"; list only pods of this CloneSet"#,
+                r#"spec.scaleStrategy.podsToDelete: Invalid value: "e": the pod is already being deleted; remove it from the list"#,
             ]
         );
         let mut p = valid();
