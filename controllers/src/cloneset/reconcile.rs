@@ -853,7 +853,20 @@ impl<'a> Reconciler<'a> {
                 .collect();
             self.create_slowly(&new, templates, &pvc_names).await?;
         }
+        let marks = lifecycle::hook_marks_not_ready(
+            self.cs
+                .spec
+                .lifecycle
+                .as_ref()
+                .and_then(|l| l.pre_delete.as_ref()),
+        );
         for name in &plan.prepare_delete {
+            // Not ready first, then the state (OpenKruise's order): traffic stops before the
+            // user's preDelete hook sees the pod.
+            if marks {
+                self.mark_not_ready(name, ck::KRUISE_POD_READY_PRE_DELETE_KEY)
+                    .await;
+            }
             self.patch_pod(
                 name,
                 lifecycle::state_patch(ck::LIFECYCLE_PREPARING_DELETE, self.now),
