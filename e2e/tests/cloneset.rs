@@ -1,7 +1,9 @@
 //! CloneSet end to end through the real API server, webhook and kruise-manager: scaling (with the
 //! number of pods watched the whole time), `podsToDelete`, in-place and recreate updates, partition,
-//! maxSurge, the preDelete lifecycle hook, `kubectl scale` through the scale subresource, and an
-//! in-place image update of a real container on the kubelet node. Needs `e2e/cluster suite up`.
+//! maxSurge, the preDelete lifecycle hook (and its markPodNotReady), the webhook refusals that need
+//! the API server (dry-run of the template, podsToDelete ownership), `kubectl scale` through the
+//! scale subresource, and an in-place image update of a real container on the kubelet node. Needs
+//! `e2e/cluster suite up`.
 //!
 //! Pod counts "at any time" come from a watch on the CloneSet's pods: every event the API server
 //! sends is applied to a local copy and the peaks are recorded, so a transient excess is seen even
@@ -1035,6 +1037,215 @@ async fn pre_delete_hook_holds_pod_until_finalizer_removed() -> Result<()> {
         .await;
         let cleanup = release_all(&api, &pods, name).await;
         res.and(cleanup)
+    })
+    .await
+}
+
+fn condition<'a>(p: &'a Pod, type_: &str) -> Option<&'a k8s_openapi::api::core::v1::PodCondition> {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
+}
+
+fn gates(p: &Pod) -> Vec<String> {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_ref())
+        .map(|g| g.iter().map(|g| g.condition_type.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// preDelete with markPodNotReady: every pod carries the KruisePodReady gate (True once created);
+/// a scaled-in pod held in PreparingDelete is taken out of Ready (KruisePodReady False with the
+/// preDeleteHook key) while the others stay Ready, until its hook is released and it goes.
+#[tokio::test]
+async fn pre_delete_mark_pod_not_ready_takes_the_held_pod_out_of_ready() -> Result<()> {
+    let Some(env) = kwok_env("pre_delete_mark_pod_not_ready_takes_the_held_pod_out_of_ready")
+    else {
+        return Ok(());
+    };
+    let client = env.client().await?;
+    with_temp_ns(&client, "cs-notready", |client, ns| async move {
+        let name = "notready";
+        let api: Api<CloneSet> = Api::namespaced(client.clone(), &ns);
+        let pods: Api<Pod> = Api::namespaced(client, &ns);
+        let res = async {
+            let mut template = kwok_template(name, IMAGE_V1);
+            template["metadata"]["finalizers"] = json!([HOLD]);
+            api.create(
+                &PostParams::default(),
+                &cloneset(
+                    name,
+                    3,
+                    template,
+                    json!({"lifecycle": {"preDelete": {"finalizersHandler": [HOLD],
+                                                       "markPodNotReady": true}}}),
+                ),
+            )
+            .await
+            .context("create CloneSet")?;
+            wait_cs(&api, name, "3 ready pods", Duration::from_secs(90), |cs| {
+                settled(cs, 3)
+            })
+            .await?;
+            for p in list_pods(&pods, name).await? {
+                ensure!(
+                    gates(&p) == ["InPlaceUpdateReady", "KruisePodReady"],
+                    "pod {} has readiness gates {:?}",
+                    p.name_any(),
+                    gates(&p)
+                );
+                ensure!(
+                    condition(&p, "KruisePodReady").is_some_and(|c| c.status == "True"),
+                    "pod {} is Ready without KruisePodReady True: {:?}",
+                    p.name_any(),
+                    condition(&p, "KruisePodReady")
+                );
+            }
+
+            patch_spec(&api, name, json!({"replicas": 2})).await?;
+            let held = wait_state(
+                &api,
+                &pods,
+                name,
+                "one pod in PreparingDelete and not Ready, two Ready",
+                Duration::from_secs(60),
+                |_, ps| {
+                    let (preparing, rest): (Vec<&Pod>, Vec<&Pod>) = ps
+                        .iter()
+                        .partition(|p| label(p, STATE_LABEL) == Some("PreparingDelete"));
+                    let held = preparing.first()?;
+                    let kpr = condition(held, "KruisePodReady")?;
+                    (preparing.len() == 1
+                        && kpr.status == "False"
+                        && kpr.message.as_deref()
+                            == Some(r#"[{"userAgent":"Lifecycle","key":"preDeleteHook"}]"#)
+                        && !is_ready(held)
+                        && rest.len() == 2
+                        && rest.iter().all(|p| running_ready(p)))
+                    .then(|| (*held).clone())
+                },
+            )
+            .await?;
+            remove_hold(&pods, &held.name_any()).await?;
+            wait_state(
+                &api,
+                &pods,
+                name,
+                "the held pod gone and 2 Ready pods left",
+                Duration::from_secs(60),
+                |cs, ps| {
+                    (observed(cs)
+                        && status(cs).replicas == 2
+                        && ps.len() == 2
+                        && ps.iter().all(|p| uid(p) != uid(&held) && running_ready(p)))
+                    .then_some(())
+                },
+            )
+            .await
+        }
+        .await;
+        let cleanup = release_all(&api, &pods, name).await;
+        res.and(cleanup)
+    })
+    .await
+}
+
+/// The CloneSet webhook refuses, naming the field: a cpu limit that is not a quantity (hand-written
+/// rule), a template Kubernetes' pod validation refuses (dry-run pod create: containerPort 70000),
+/// and a podsToDelete name of a pod the CloneSet does not own (GET of the named pod).
+#[tokio::test]
+async fn webhook_refuses_bad_templates_and_pods_it_does_not_own() -> Result<()> {
+    let Some(env) = kwok_env("webhook_refuses_bad_templates_and_pods_it_does_not_own") else {
+        return Ok(());
+    };
+    let client = env.client().await?;
+    with_temp_ns(&client, "cs-refuse", |client, ns| async move {
+        let name = "refuse";
+        let api: Api<CloneSet> = Api::namespaced(client.clone(), &ns);
+        let pods: Api<Pod> = Api::namespaced(client, &ns);
+        let refused = |what: &str, res: kube::Result<CloneSet>, says: &[&str]| -> Result<()> {
+            match res {
+                Err(kube::Error::Api(s)) => {
+                    ensure!(
+                        s.code == 422 && says.iter().all(|w| s.message.contains(w)),
+                        "{what}: refused with {} {:?}, not saying {says:?}",
+                        s.code,
+                        s.message
+                    );
+                    Ok(())
+                }
+                Err(e) => bail!("{what}: {e}"),
+                Ok(_) => bail!("{what}: admitted"),
+            }
+        };
+
+        let mut t = kwok_template(name, IMAGE_V1);
+        t["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": "lots"}});
+        refused(
+            "cpu: lots",
+            api.create(&PostParams::default(), &cloneset(name, 1, t, json!({})))
+                .await,
+            &["spec.template.spec.containers[0].resources.limits[cpu]"],
+        )?;
+
+        let mut t = kwok_template(name, IMAGE_V1);
+        t["spec"]["containers"][0]["ports"] = json!([{"containerPort": 70000}]);
+        refused(
+            "containerPort 70000",
+            api.create(&PostParams::default(), &cloneset(name, 1, t, json!({})))
+                .await,
+            &["spec.template.spec.containers[0].ports[0].containerPort"],
+        )?;
+        // a dry run stores nothing
+        ensure!(
+            list_pods(&pods, name).await?.is_empty(),
+            "the template checks created pods"
+        );
+
+        // a pod of the namespace that the CloneSet does not own (other labels, so that no
+        // controller could adopt it meanwhile)
+        let stray: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "stray", "labels": {"app": "stray"}},
+            "spec": {"nodeSelector": {"type": "kwok"}, "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "main", "image": IMAGE_V1}]}
+        }))?;
+        pods.create(&PostParams::default(), &stray)
+            .await
+            .context("create the stray pod")?;
+        api.create(
+            &PostParams::default(),
+            &cloneset(name, 1, kwok_template(name, IMAGE_V1), json!({})),
+        )
+        .await
+        .context("create a valid CloneSet")?;
+        for (pod, why) in [
+            ("stray", "the pod is not owned by this CloneSet"),
+            ("nowhere", "there is no pod of this name"),
+        ] {
+            let res = api
+                .patch(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"scaleStrategy": {"podsToDelete": [pod]}}})),
+                )
+                .await;
+            refused(
+                &format!("podsToDelete [{pod}]"),
+                res,
+                &["spec.scaleStrategy.podsToDelete[0]", why],
+            )?;
+        }
+        ensure!(
+            pods.get_opt("stray")
+                .await?
+                .is_some_and(|p| p.metadata.deletion_timestamp.is_none()),
+            "the stray pod was touched"
+        );
+        let _ = api.delete(name, &DeleteParams::background()).await;
+        Ok(())
     })
     .await
 }

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     Duplicate,
     /// The value is longer than allowed (the value itself is left out of the message).
     TooLong,
+    /// Reported by the API server in its own words (a cause of its Invalid status), kept as is.
+    Reported,
 }
 
 impl ErrorKind {
@@ -29,6 +31,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => "Forbidden",
             ErrorKind::Duplicate => "Duplicate value",
             ErrorKind::TooLong => "Too long",
+            ErrorKind::Reported => "",
         }
     }
 }
@@ -106,6 +109,16 @@ impl FieldError {
             detail: format!("may not be more than {max} bytes"),
         }
     }
+    /// `path: <body>` where `body` is the API server's own text for the field
+    /// (`Invalid value: "x": ...`, `Required value`, ...).
+    pub fn reported(path: impl Into<String>, body: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            kind: ErrorKind::Reported,
+            value: None,
+            detail: body.into(),
+        }
+    }
     /// `path: Duplicate value: <value>`.
     pub fn duplicate(path: impl Into<String>, value: impl fmt::Debug) -> Self {
         Self {
@@ -119,6 +132,9 @@ impl FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == ErrorKind::Reported {
+            return write!(f, "{}: {}", self.path, self.detail);
+        }
         write!(f, "{}: {}", self.path, self.kind.as_str())?;
         if let Some(v) = &self.value {
             write!(f, ": {v}")?;

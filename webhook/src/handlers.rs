@@ -271,7 +271,7 @@ pub fn routes(
             validate_path("sidecarset"),
             Arc::new(FencedSidecarSetValidator::new(
                 sidecarset_validator(caches.clone(), cfg.features),
-                routing,
+                routing.clone(),
             )),
         ),
         (
@@ -289,7 +289,13 @@ pub fn routes(
         ),
         (
             validate_path("cloneset"),
-            validating::<kruise_crds::CloneSet, _>("CloneSet", crate::cloneset::validate_cloneset),
+            Arc::new(crate::cloneset::CloneSetValidator::new(
+                validating::<kruise_crds::CloneSet, _>(
+                    "CloneSet",
+                    crate::cloneset::validate_cloneset,
+                ),
+                routing.client(),
+            )),
         ),
         (
             mutate_path("imagepulljob"),

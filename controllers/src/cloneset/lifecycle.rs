@@ -147,17 +147,22 @@ pub struct NotReadyKey {
     pub key: String,
 }
 
+/// Whether the pod has the `KruisePodReady` readiness gate.
+pub fn has_kruise_pod_ready_gate(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_ref())
+        .is_some_and(|g| g.iter().any(|g| g.condition_type == ck::KRUISE_POD_READY))
+}
+
 /// The pod with a lifecycle not-ready key added to or removed from its `KruisePodReady` condition
-/// (status False while any key is held), or None when nothing changes or the pod has no such gate.
+/// (status False while any key is held, by anyone), or None when nothing changes or the pod has no
+/// such gate. Adding a key also lowers `Ready` at once, as OpenKruise's `addNotReadyKey` does, so
+/// that endpoints drop the pod without waiting for the kubelet.
 pub fn with_not_ready_key(pod: &Pod, key: &str, add: bool, now: Timestamp) -> Option<Pod> {
     use k8s_openapi::api::core::v1::PodCondition;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    let has_gate = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.readiness_gates.as_ref())
-        .is_some_and(|g| g.iter().any(|g| g.condition_type == ck::KRUISE_POD_READY));
-    if !has_gate {
+    if !has_kruise_pod_ready_gate(pod) {
         return None;
     }
     let cond = podutil::condition(pod, ck::KRUISE_POD_READY);
@@ -180,32 +185,150 @@ pub fn with_not_ready_key(pod: &Pod, key: &str, add: bool, now: Timestamp) -> Op
     } else {
         keys.retain(|k| k != &entry);
     }
-    let (status, message) = if keys.is_empty() {
-        (keys::CONDITION_TRUE, String::new())
+    let status = if keys.is_empty() {
+        keys::CONDITION_TRUE
     } else {
-        (
-            keys::CONDITION_FALSE,
-            serde_json::to_string(&keys).unwrap_or_default(),
-        )
+        keys::CONDITION_FALSE
     };
+    // OpenKruise writes the list even when it is empty (`[]`).
+    let message = serde_json::to_string(&keys).unwrap_or_default();
     let mut out = pod.clone();
-    let conds = out
+    upsert_condition(
+        &mut out,
+        PodCondition {
+            type_: ck::KRUISE_POD_READY.into(),
+            status: status.into(),
+            message: Some(message),
+            last_transition_time: Some(Time(now)),
+            ..Default::default()
+        },
+    );
+    if add {
+        set_ready_condition(&mut out, now);
+    }
+    Some(out)
+}
+
+fn upsert_condition(pod: &mut Pod, c: k8s_openapi::api::core::v1::PodCondition) {
+    let conds = pod
         .status
         .get_or_insert_default()
         .conditions
         .get_or_insert_default();
-    let new = PodCondition {
-        type_: ck::KRUISE_POD_READY.into(),
-        status: status.into(),
-        message: (!message.is_empty()).then_some(message),
-        last_transition_time: Some(Time(now)),
-        ..Default::default()
-    };
-    match conds.iter_mut().find(|c| c.type_ == ck::KRUISE_POD_READY) {
-        Some(c) => *c = new,
-        None => conds.push(new),
+    match conds.iter_mut().find(|x| x.type_ == c.type_) {
+        Some(x) => *x = c,
+        None => conds.push(c),
     }
-    Some(out)
+}
+
+/// Recomputes `Ready` from the readiness gates the way the kubelet does (OpenKruise's
+/// `SetPodReadyCondition`): only when the pod has a `Ready` condition and its containers are ready.
+pub fn set_ready_condition(pod: &mut Pod, now: Timestamp) {
+    use k8s_openapi::api::core::v1::PodCondition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    if podutil::condition(pod, "Ready").is_none()
+        || podutil::condition(pod, "ContainersReady")
+            .is_none_or(|c| c.status != keys::CONDITION_TRUE)
+    {
+        return;
+    }
+    let gates: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.readiness_gates.iter().flatten())
+        .map(|g| g.condition_type.clone())
+        .collect();
+    let unready: Vec<String> = gates
+        .iter()
+        .filter_map(|g| match podutil::condition(pod, g) {
+            None => Some(format!(
+                "corresponding condition of pod readiness gate {g:?} does not exist."
+            )),
+            Some(c) if c.status != keys::CONDITION_TRUE => Some(format!(
+                "the status of pod readiness gate {g:?} is not \"True\", but {}",
+                c.status
+            )),
+            Some(_) => None,
+        })
+        .collect();
+    let ready = if unready.is_empty() {
+        PodCondition {
+            type_: "Ready".into(),
+            status: keys::CONDITION_TRUE.into(),
+            last_transition_time: Some(Time(now)),
+            ..Default::default()
+        }
+    } else {
+        PodCondition {
+            type_: "Ready".into(),
+            status: keys::CONDITION_FALSE.into(),
+            reason: Some(ck::READINESS_GATES_NOT_READY_REASON.into()),
+            message: Some(unready.join(", ")),
+            ..Default::default()
+        }
+    };
+    upsert_condition(pod, ready);
+}
+
+/// The pod with its `KruisePodReady` condition as its lifecycle `state` (the state it is in, or
+/// moves to this pass) asks, or None when nothing is to be written:
+/// * a pod with the gate and no condition gets it True (OpenKruise's pod-readiness controller);
+/// * `PreparingDelete` with `preDelete.markPodNotReady` holds the `preDeleteHook` key, and
+///   `PreparingUpdate` with `inPlaceUpdate.markPodNotReady` the `preUpdateHook` key (re-added if
+///   a write was lost);
+/// * the `preUpdateHook` key is released once the pod is `Updated`, `Normal` or `PreparingNormal`
+///   (OpenKruise releases it on `Updated` only, so a pod that went straight back to `Normal` stayed
+///   not ready for good), and the `preDeleteHook` key once the pod is out of `PreparingDelete`. Both
+///   are kept through `Updating`. Keys of other writers are never touched.
+pub fn with_kruise_pod_ready(
+    lc: Option<&Lifecycle>,
+    pod: &Pod,
+    state: &str,
+    now: Timestamp,
+) -> Option<Pod> {
+    use k8s_openapi::api::core::v1::PodCondition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    if !has_kruise_pod_ready_gate(pod) || pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let mut out: Option<Pod> = None;
+    if podutil::condition(pod, ck::KRUISE_POD_READY).is_none() {
+        let mut p = pod.clone();
+        upsert_condition(
+            &mut p,
+            PodCondition {
+                type_: ck::KRUISE_POD_READY.into(),
+                status: keys::CONDITION_TRUE.into(),
+                last_transition_time: Some(Time(now)),
+                ..Default::default()
+            },
+        );
+        out = Some(p);
+    }
+    let pre_delete = match state {
+        ck::LIFECYCLE_PREPARING_DELETE => {
+            hook_marks_not_ready(lc.and_then(|l| l.pre_delete.as_ref())).then_some(true)
+        }
+        _ => Some(false),
+    };
+    let pre_update = match state {
+        ck::LIFECYCLE_PREPARING_UPDATE => {
+            hook_marks_not_ready(lc.and_then(|l| l.in_place_update.as_ref())).then_some(true)
+        }
+        ck::LIFECYCLE_UPDATING | ck::LIFECYCLE_PREPARING_DELETE => None,
+        _ => Some(false),
+    };
+    for (key, want) in [
+        (ck::KRUISE_POD_READY_PRE_DELETE_KEY, pre_delete),
+        (ck::KRUISE_POD_READY_PRE_UPDATE_KEY, pre_update),
+    ] {
+        let Some(add) = want else { continue };
+        let base = out.as_ref().unwrap_or(pod);
+        if let Some(p) = with_not_ready_key(base, key, add, now) {
+            out = Some(p);
+        }
+    }
+    out
 }
 
 /// Whether a hook asks to mark pods not ready.
@@ -294,7 +417,10 @@ mod tests {
         let back =
             with_not_ready_key(&back, ck::KRUISE_POD_READY_PRE_UPDATE_KEY, false, now).unwrap();
         let c = podutil::condition(&back, ck::KRUISE_POD_READY).unwrap();
-        assert_eq!((c.status.as_str(), c.message.as_deref()), ("True", None));
+        assert_eq!(
+            (c.status.as_str(), c.message.as_deref()),
+            ("True", Some("[]"))
+        );
     }
 
     #[test]

@@ -104,14 +104,17 @@ pub fn build_pod(
     let mut annotations = tmeta.annotations.unwrap_or_default();
     annotations.insert(keys::LIFECYCLE_TIMESTAMP.into(), lifecycle::rfc3339(now));
     let mut spec = template.spec.clone().unwrap_or_default();
+    // Every CloneSet pod carries both gates, as with OpenKruise (whose pod webhook adds
+    // KruisePodReady to every pod a kruise workload owns): markPodNotReady works even when it is
+    // turned on after the pods exist, since readiness gates cannot be added to a running pod. The
+    // controller sets both conditions True in one status write (`update::plan_refresh`).
     let gates = spec.readiness_gates.get_or_insert_default();
-    if !gates
-        .iter()
-        .any(|g| g.condition_type == keys::INPLACE_UPDATE_READY)
-    {
-        gates.push(PodReadinessGate {
-            condition_type: keys::INPLACE_UPDATE_READY.into(),
-        });
+    for gate in [keys::INPLACE_UPDATE_READY, ck::KRUISE_POD_READY] {
+        if !gates.iter().any(|g| g.condition_type == gate) {
+            gates.push(PodReadinessGate {
+                condition_type: gate.into(),
+            });
+        }
     }
     if let Some(vcts) = cs
         .spec
@@ -337,7 +340,17 @@ mod tests {
         assert_eq!(vols[1].name, "cfg");
         let or = &pod.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!((or.uid.as_str(), or.controller), ("u1", Some(true)));
-        // The gate is not added twice.
+        // Both gates, as OpenKruise's pods carry them.
+        let gates: Vec<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.readiness_gates.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| g.condition_type)
+            .collect();
+        assert_eq!(gates, ["InPlaceUpdateReady", "KruisePodReady"]);
+        // The gates are not added twice.
         let again = build_pod(
             &cs(),
             &PodTemplateSpec {
@@ -348,7 +361,7 @@ mod tests {
             "x",
             now,
         );
-        assert_eq!(again.spec.unwrap().readiness_gates.unwrap().len(), 1);
+        assert_eq!(again.spec.unwrap().readiness_gates.unwrap().len(), 2);
     }
 
     #[test]

@@ -853,7 +853,20 @@ impl<'a> Reconciler<'a> {
                 .collect();
             self.create_slowly(&new, templates, &pvc_names).await?;
         }
+        let marks = lifecycle::hook_marks_not_ready(
+            self.cs
+                .spec
+                .lifecycle
+                .as_ref()
+                .and_then(|l| l.pre_delete.as_ref()),
+        );
         for name in &plan.prepare_delete {
+            // Not ready first, then the state (OpenKruise's order): traffic stops before the
+            // user's preDelete hook sees the pod.
+            if marks {
+                self.mark_not_ready(name, ck::KRUISE_POD_READY_PRE_DELETE_KEY)
+                    .await;
+            }
             self.patch_pod(
                 name,
                 lifecycle::state_patch(ck::LIFECYCLE_PREPARING_DELETE, self.now),
@@ -1375,6 +1388,168 @@ mod tests {
                     && u.contains("/events")
                     && b["reason"] == "SuccessfulUpdatePodInPlace"),
                 "{seen:#?}"
+            );
+        }
+
+        #[tokio::test]
+        async fn scale_in_with_mark_pod_not_ready_marks_the_pod_before_preparing_delete() {
+            use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+            use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+            const HOLD: &str = "example.test/hold";
+            let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+            let client = Client::new(svc, "default");
+            let mut cs = cloneset();
+            cs.spec.replicas = Some(1);
+            cs.spec.lifecycle = Some(kruise_crds::Lifecycle {
+                pre_delete: Some(kruise_crds::LifecycleHook {
+                    finalizers_handler: Some(vec![HOLD.into()]),
+                    mark_pod_not_ready: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let rev = revision::new_revision(&cs, 1, 0);
+            let rev_name = rev.metadata.name.clone().unwrap();
+            cs.status = Some(CloneSetStatus {
+                current_revision: Some(rev_name.clone()),
+                ..Default::default()
+            });
+            let cond = |t: &str| PodCondition {
+                type_: t.into(),
+                status: "True".into(),
+                last_transition_time: Some(Time(Timestamp::UNIX_EPOCH)),
+                ..Default::default()
+            };
+            let mk = |id: &str, created: i64| {
+                let mut p =
+                    pod::build_pod(&cs, &cs.spec.template, &rev_name, id, Timestamp::UNIX_EPOCH);
+                p.metadata.resource_version = Some("5".into());
+                p.metadata.creation_timestamp =
+                    Some(Time(Timestamp::from_second(created).unwrap()));
+                p.metadata.finalizers = Some(vec![HOLD.into()]);
+                p.metadata
+                    .labels
+                    .as_mut()
+                    .unwrap()
+                    .insert("lifecycle.apps.kruise.io/state".into(), "Normal".into());
+                p.spec.as_mut().unwrap().node_name = Some("n1".into());
+                p.status = Some(PodStatus {
+                    phase: Some("Running".into()),
+                    conditions: Some(vec![
+                        cond("Ready"),
+                        cond("ContainersReady"),
+                        cond("InPlaceUpdateReady"),
+                        cond("KruisePodReady"),
+                    ]),
+                    ..Default::default()
+                });
+                p
+            };
+            // the newer pod goes first
+            let (keep, victim) = (mk("aaaaa", 1_000), mk("bbbbb", 2_000));
+            let (revisions, mut rw) = reflector::store::<ControllerRevision>();
+            rw.apply_watcher_event(&watcher::Event::Init);
+            rw.apply_watcher_event(&watcher::Event::InitApply(rev));
+            rw.apply_watcher_event(&watcher::Event::InitDone);
+            let (pods, mut pw) = reflector::store::<Pod>();
+            pw.apply_watcher_event(&watcher::Event::Init);
+            pw.apply_watcher_event(&watcher::Event::InitApply(keep));
+            pw.apply_watcher_event(&watcher::Event::InitApply(victim.clone()));
+            pw.apply_watcher_event(&watcher::Event::InitDone);
+            let (pvcs, mut cw) = reflector::store::<PersistentVolumeClaim>();
+            cw.apply_watcher_event(&watcher::Event::InitDone);
+            let ctx = Arc::new(Context {
+                client: client.clone(),
+                pods,
+                pvcs,
+                revisions,
+                jobs: None,
+                expectations: Expectations::default(),
+                recorder: Recorder::new(
+                    client,
+                    Reporter {
+                        controller: CONTROLLER_NAME.into(),
+                        instance: None,
+                    },
+                ),
+                metrics: Metrics::new(),
+                gates: Gates::default(),
+            });
+            let live = victim;
+            let responder = tokio::spawn(async move {
+                let mut seen: Vec<(String, String, Value)> = Vec::new();
+                while let Some((req, send)) = handle.next_request().await {
+                    let method = req.method().to_string();
+                    let uri = req.uri().to_string();
+                    let bytes = req.into_body().collect_bytes().await.unwrap();
+                    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                    let mut reply = if method == "GET" {
+                        serde_json::to_value(&live).unwrap()
+                    } else {
+                        body.clone()
+                    };
+                    if uri.contains("/clonesets/") {
+                        reply = serde_json::to_value(cloneset()).unwrap();
+                    } else {
+                        reply["metadata"]["resourceVersion"] = serde_json::json!("6");
+                    }
+                    send.send_response(
+                        Response::builder()
+                            .status(200)
+                            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                            .unwrap(),
+                    );
+                    seen.push((method, uri, body));
+                }
+                seen
+            });
+            reconcile(Arc::new(cs), ctx.clone()).await.unwrap();
+            drop(ctx);
+            let seen = tokio::time::timeout(Duration::from_secs(5), responder)
+                .await
+                .unwrap()
+                .unwrap();
+            let pod_calls: Vec<(&str, &str)> = seen
+                .iter()
+                .filter(|(_, u, _)| u.starts_with("/api/v1/namespaces/ns/pods"))
+                .map(|(m, u, _)| (m.as_str(), u.split('?').next().unwrap()))
+                .collect();
+            let pod_path = "/api/v1/namespaces/ns/pods/demo-bbbbb";
+            let status_path = "/api/v1/namespaces/ns/pods/demo-bbbbb/status";
+            // not ready first, then the state; nothing deleted (the hook holds the pod)
+            assert_eq!(
+                pod_calls,
+                vec![("GET", pod_path), ("PUT", status_path), ("PATCH", pod_path)],
+                "{seen:#?}"
+            );
+            let status_body = &seen
+                .iter()
+                .find(|(m, u, _)| m == "PUT" && u.starts_with(status_path))
+                .unwrap()
+                .2;
+            let conds = status_body["status"]["conditions"].as_array().unwrap();
+            let kpr = conds
+                .iter()
+                .find(|c| c["type"] == "KruisePodReady")
+                .unwrap();
+            assert_eq!(kpr["status"], "False");
+            assert_eq!(
+                kpr["message"],
+                r#"[{"userAgent":"Lifecycle","key":"preDeleteHook"}]"#
+            );
+            let ready = conds.iter().find(|c| c["type"] == "Ready").unwrap();
+            assert_eq!(
+                (ready["status"].as_str(), ready["reason"].as_str()),
+                (Some("False"), Some("ReadinessGatesNotReady"))
+            );
+            let patch = &seen
+                .iter()
+                .find(|(m, u, _)| m == "PATCH" && u.starts_with(pod_path))
+                .unwrap()
+                .2;
+            assert_eq!(
+                patch["metadata"]["labels"]["lifecycle.apps.kruise.io/state"],
+                "PreparingDelete"
             );
         }
 

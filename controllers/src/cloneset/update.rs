@@ -64,7 +64,6 @@ pub fn plan_refresh(
     now: Timestamp,
 ) -> RefreshPlan {
     let lc = cs.spec.lifecycle.as_ref();
-    let marks = lifecycle::hook_marks_not_ready(lc.and_then(|l| l.in_place_update.as_ref()));
     let mut plan = RefreshPlan::default();
     for pod in pods {
         let name = podutil::name(pod).to_string();
@@ -86,16 +85,11 @@ pub fn plan_refresh(
         }
         let completed = inplace::is_update_completed(pod);
         let transition = lifecycle::refresh_transition(lc, pod, update_revision, completed);
-        if marks && transition == Some(ck::LIFECYCLE_UPDATED) {
-            let base = status.clone().unwrap_or_else(|| (*pod).clone());
-            if let Some(p) = lifecycle::with_not_ready_key(
-                &base,
-                ck::KRUISE_POD_READY_PRE_UPDATE_KEY,
-                false,
-                now,
-            ) {
-                status = Some(p);
-            }
+        // KruisePodReady follows the state the pod is in or moves to (markPodNotReady).
+        let state = transition.unwrap_or(podutil::lifecycle_state(pod));
+        let base = status.as_ref().unwrap_or(pod);
+        if let Some(p) = lifecycle::with_kruise_pod_ready(lc, base, state, now) {
+            status = Some(p);
         }
         if let Some(p) = status {
             plan.writes.push(PodWrite::ReplaceStatus(Box::new(p)));
@@ -795,6 +789,163 @@ mod tests {
                 "True"
             );
         }
+    }
+
+    /// A pod as the controller creates it: both gates.
+    fn gated(b: PodBuilder) -> Pod {
+        let mut p = b.build();
+        p.spec.get_or_insert_default().readiness_gates = Some(vec![
+            PodReadinessGate {
+                condition_type: keys::INPLACE_UPDATE_READY.into(),
+            },
+            PodReadinessGate {
+                condition_type: ck::KRUISE_POD_READY.into(),
+            },
+        ]);
+        p
+    }
+
+    fn marking(pre_delete: bool, in_place: bool) -> CloneSet {
+        let hook = |mark: bool| LifecycleHook {
+            labels_handler: Some([("hold".to_string(), "true".to_string())].into()),
+            mark_pod_not_ready: Some(mark),
+            ..Default::default()
+        };
+        let mut c = cs(1, 0, 1, CloneSetUpdateStrategyType::InPlaceIfPossible);
+        c.spec.lifecycle = Some(Lifecycle {
+            pre_delete: Some(hook(pre_delete)),
+            in_place_update: Some(hook(in_place)),
+            ..Default::default()
+        });
+        c
+    }
+
+    /// The one status write of a refresh pass, if any.
+    fn status_write(plan: &RefreshPlan) -> Option<&Pod> {
+        let mut it = plan.writes.iter().filter_map(|w| match w {
+            PodWrite::ReplaceStatus(p) => Some(&**p),
+            _ => None,
+        });
+        let first = it.next();
+        assert!(it.next().is_none(), "one status write per pod: {plan:?}");
+        first
+    }
+
+    fn kruise_pod_ready(p: &Pod) -> (String, Option<String>) {
+        let c = podutil::condition(p, ck::KRUISE_POD_READY).expect("the condition");
+        (c.status.clone(), c.message.clone())
+    }
+
+    #[test]
+    fn a_new_pod_gets_kruise_pod_ready_true_with_in_place_update_ready() {
+        let c = cs(1, 0, 1, CloneSetUpdateStrategyType::ReCreate);
+        let p = gated(mk_pod("a").rev(NEW).state(ck::LIFECYCLE_PREPARING_NORMAL));
+        let plan = plan_refresh(&c, &[&p], NEW, now());
+        let sp = status_write(&plan).expect("a status write");
+        assert!(podutil::in_place_update_ready(sp));
+        assert_eq!(kruise_pod_ready(sp), ("True".to_string(), None));
+        // set once: the next pass writes nothing
+        let plan = plan_refresh(&c, &[sp], NEW, now());
+        assert!(status_write(&plan).is_none(), "{plan:?}");
+        // a pod without the gate (created before) is left alone
+        let old = mk_pod("b").rev(NEW).state(ck::LIFECYCLE_NORMAL).build();
+        assert!(status_write(&plan_refresh(&c, &[&old], NEW, now())).is_none());
+    }
+
+    #[test]
+    fn preparing_delete_with_mark_pod_not_ready_holds_the_pod_not_ready() {
+        let ready_pod = |state: &str| {
+            gated(
+                mk_pod("a")
+                    .rev(NEW)
+                    .state(state)
+                    .ready()
+                    .cond("ContainersReady", "True", Some(1_600_000_000))
+                    .cond(keys::INPLACE_UPDATE_READY, "True", Some(1_600_000_000))
+                    .cond(ck::KRUISE_POD_READY, "True", Some(1_600_000_000)),
+            )
+        };
+        let p = ready_pod(ck::LIFECYCLE_PREPARING_DELETE);
+        let sp_plan = plan_refresh(&marking(true, false), &[&p], NEW, now());
+        let sp = status_write(&sp_plan).expect("a status write");
+        assert_eq!(
+            kruise_pod_ready(sp),
+            (
+                "False".to_string(),
+                Some(r#"[{"userAgent":"Lifecycle","key":"preDeleteHook"}]"#.to_string())
+            )
+        );
+        // Ready drops at once, before the kubelet's next status sync
+        let ready = podutil::condition(sp, "Ready").unwrap();
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason.as_deref(), Some("ReadinessGatesNotReady"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some(r#"the status of pod readiness gate "KruisePodReady" is not "True", but False"#)
+        );
+        // without markPodNotReady the pod in PreparingDelete stays ready
+        assert!(status_write(&plan_refresh(&marking(false, false), &[&p], NEW, now())).is_none());
+        // a Normal pod is never marked
+        let n = ready_pod(ck::LIFECYCLE_NORMAL);
+        assert!(status_write(&plan_refresh(&marking(true, true), &[&n], NEW, now())).is_none());
+    }
+
+    #[test]
+    fn the_pre_update_key_is_held_through_updating_and_released_when_the_pod_is_back() {
+        let c = marking(false, true);
+        let held = |b: PodBuilder| {
+            let p = gated(b.cond(keys::INPLACE_UPDATE_READY, "True", None));
+            lifecycle::with_not_ready_key(&p, ck::KRUISE_POD_READY_PRE_UPDATE_KEY, true, now())
+                .unwrap()
+        };
+        // PreparingUpdate lost its key (a failed best-effort write): it is added again
+        let p = gated(
+            mk_pod("a")
+                .rev(OLD)
+                .state(ck::LIFECYCLE_PREPARING_UPDATE)
+                .cond(keys::INPLACE_UPDATE_READY, "True", None)
+                .cond(ck::KRUISE_POD_READY, "True", None),
+        );
+        let sp = plan_refresh(&c, &[&p], NEW, now());
+        assert_eq!(
+            kruise_pod_ready(status_write(&sp).unwrap()).0,
+            "False",
+            "{sp:?}"
+        );
+        // Updating (not yet completed: the in-place state still lists images to change): kept
+        let mut updating = held(mk_pod("a").rev(NEW).state(ck::LIFECYCLE_UPDATING));
+        updating.metadata.annotations = Some(
+            [(
+                keys::INPLACE_UPDATE_STATE.to_string(),
+                r#"{"revision":"new","updateTimestamp":"2023-11-14T22:13:20Z","nextContainerImages":{"main":"nginx:2"}}"#
+                    .to_string(),
+            )]
+            .into(),
+        );
+        assert!(status_write(&plan_refresh(&c, &[&updating], NEW, now())).is_none());
+        // rolled back while waiting, hook labels still on: PreparingUpdate goes straight to
+        // Normal, and the key goes with it (OpenKruise left it, and the pod not ready)
+        let back = held(
+            mk_pod("a")
+                .rev(NEW)
+                .state(ck::LIFECYCLE_PREPARING_UPDATE)
+                .label("hold", "true"),
+        );
+        let plan = plan_refresh(&c, &[&back], NEW, now());
+        assert_eq!(
+            kruise_pod_ready(status_write(&plan).unwrap()),
+            ("True".to_string(), Some("[]".to_string()))
+        );
+        assert!(
+            plan.writes
+                .iter()
+                .any(|w| matches!(w, PodWrite::Patch { patch, .. }
+            if patch["metadata"]["labels"][keys::LIFECYCLE_STATE_LABEL] == ck::LIFECYCLE_NORMAL))
+        );
+        // a Normal pod still holding the key (markPodNotReady turned off meanwhile) is released
+        let normal = held(mk_pod("a").rev(NEW).state(ck::LIFECYCLE_NORMAL));
+        let plan = plan_refresh(&marking(false, false), &[&normal], NEW, now());
+        assert_eq!(kruise_pod_ready(status_write(&plan).unwrap()).0, "True");
     }
 
     #[test]

@@ -204,6 +204,14 @@ fn validate_template(t: &PodTemplateSpec, vct_names: &BTreeSet<String>) -> Vec<F
             if c.image.as_deref().is_none_or(|s| s.trim().is_empty()) {
                 errs.push(FieldError::required(format!("{p}.image"), ""));
             }
+            if let Some(r) = c.resources.as_ref() {
+                for (list, q) in [("limits", &r.limits), ("requests", &r.requests)] {
+                    errs.extend(check_quantities(
+                        &format!("{p}.resources.{list}"),
+                        q.as_ref(),
+                    ));
+                }
+            }
             for (j, m) in c.volume_mounts.iter().flatten().enumerate() {
                 if !volumes.contains(&m.name) {
                     errs.push(FieldError::invalid(
@@ -215,7 +223,77 @@ fn validate_template(t: &PodTemplateSpec, vct_names: &BTreeSet<String>) -> Vec<F
             }
         }
     }
+    errs.extend(check_quantities(
+        "spec.template.spec.overhead",
+        spec.overhead.as_ref(),
+    ));
     errs
+}
+
+/// Each quantity of a resource list must parse as Kubernetes parses it; the API server would
+/// refuse the pods later, when the CloneSet creates them.
+fn check_quantities(
+    path: &str,
+    list: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+) -> Vec<FieldError> {
+    list.into_iter()
+        .flatten()
+        .filter(|(_, q)| !is_quantity(&q.0))
+        .map(|(name, q)| {
+            FieldError::invalid(
+                format!("{path}[{name}]"),
+                q.0.as_str(),
+                "must be a quantity such as 500m, 2, 128Mi or 1G (quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$')",
+            )
+        })
+        .collect()
+}
+
+/// Whether `s` is a quantity, by the steps of apimachinery's `ParseQuantity`
+/// (`parseQuantityString`, then the suffix lookup; JSON decoding trims spaces first), so that
+/// nothing it accepts is refused here.
+pub(crate) fn is_quantity(s: &str) -> bool {
+    let s = s.trim();
+    if s.is_empty() {
+        return false;
+    }
+    let b = s.as_bytes();
+    let mut pos = usize::from(matches!(b[0], b'+' | b'-'));
+    let digits = |from: usize| from + b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    pos = digits(pos);
+    if pos < b.len() && b[pos] == b'.' {
+        pos = digits(pos + 1);
+    }
+    let suffix_start = pos;
+    pos += b[pos..]
+        .iter()
+        .take_while(|c| b"eEinumkKMGTP".contains(c))
+        .count();
+    if pos < b.len() && matches!(b[pos], b'+' | b'-') {
+        pos += 1;
+    }
+    if digits(pos) != b.len() {
+        return false;
+    }
+    let suffix = &s[suffix_start..];
+    matches!(
+        suffix,
+        "" | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
+            | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+    ) || (suffix.len() > 1 && suffix.starts_with(['e', 'E']) && suffix[1..].parse::<i64>().is_ok())
 }
 
 fn validate_priority(p: &UpdatePriorityStrategy, path: &str) -> Vec<FieldError> {
@@ -495,29 +573,44 @@ pub fn added_pods_to_delete(new: &CloneSet, old: Option<&CloneSet>) -> Vec<Strin
 }
 
 /// Checks the pods newly listed in `podsToDelete` (looked up by the handler; None = not found):
-/// each must exist, not be terminating, and be controlled by this CloneSet.
+/// each must exist, not be terminating, and be controlled by this CloneSet (OpenKruise's v1alpha1
+/// webhook; kruise-rs checks v1beta1 too, decision 2). The path carries the name's index.
 pub fn validate_pods_to_delete(
     cs: &CloneSet,
     found: &[(String, Option<k8s_openapi::api::core::v1::Pod>)],
 ) -> Vec<FieldError> {
-    let path = "spec.scaleStrategy.podsToDelete";
     let uid = cs.metadata.uid.as_deref().unwrap_or_default();
+    let ns = cs.metadata.namespace.as_deref().unwrap_or("default");
+    let listed: Vec<String> = cs
+        .spec
+        .scale_strategy
+        .as_ref()
+        .and_then(|s| s.pods_to_delete.clone())
+        .unwrap_or_default();
     found
         .iter()
         .filter_map(|(name, pod)| {
-            let why =
-                match pod {
-                    None => "pod not found",
-                    Some(p) if p.metadata.deletion_timestamp.is_some() => "pod is being deleted",
-                    Some(p)
-                        if !p.metadata.owner_references.iter().flatten().any(|o| {
-                            o.controller == Some(true) && !uid.is_empty() && o.uid == uid
-                        }) =>
-                    {
-                        "pod is not owned by this CloneSet"
-                    }
-                    Some(_) => return None,
-                };
+            let why = match pod {
+                None => format!(
+                    "there is no pod of this name in namespace {ns:?}; list only pods of this CloneSet"
+                ),
+                Some(p) if p.metadata.deletion_timestamp.is_some() => {
+                    "the pod is already being deleted; remove it from the list".to_string()
+                }
+                Some(p)
+                    if !p.metadata.owner_references.iter().flatten().any(|o| {
+                        o.controller == Some(true) && !uid.is_empty() && o.uid == uid
+                    }) =>
+                {
+                    "the pod is not owned by this CloneSet; list only pods of this CloneSet"
+                        .to_string()
+                }
+                Some(_) => return None,
+            };
+            let path = match listed.iter().position(|n| n == name) {
+                Some(i) => format!("spec.scaleStrategy.podsToDelete[{i}]"),
+                None => "spec.scaleStrategy.podsToDelete".to_string(),
+            };
             Some(FieldError::invalid(path, name.as_str(), why))
         })
         .collect()
@@ -620,6 +713,24 @@ mod tests {
     }
 
     #[test]
+    fn quantities_parse_as_kubernetes_parses_them() {
+        // accepted by apimachinery's ParseQuantity (including its odd corners: "+", ".", "-")
+        for q in [
+            "0", "1", "500m", "1.5", ".5", "5.", "128Mi", "1Gi", "2G", "1e3", "1E-3", "1e+3", "-1",
+            "+2k", "100n", "3u", "1Ei", "1E", "+", ".", "-", "007", " 1 ", "Mi",
+        ] {
+            assert!(is_quantity(q), "{q} should be a quantity");
+        }
+        // refused by it
+        for q in [
+            "", " ", "lots", "1Gb", "1 Gi", "1.5.5", "1e", "1ki", "1MiB", "1e3.5", "--1", "1m3",
+            "0x10",
+        ] {
+            assert!(!is_quantity(q), "{q} should not be a quantity");
+        }
+    }
+
+    #[test]
     fn table() {
         let cases: Vec<(&str, CloneSet, &str)> = vec![
             (
@@ -672,6 +783,27 @@ mod tests {
                     c
                 },
                 "spec.template.spec.activeDeadlineSeconds: Forbidden",
+            ),
+            (
+                "cpu limit that is not a quantity",
+                {
+                    let mut c = valid();
+                    c.spec.template.spec.as_mut().unwrap().containers[0].resources =
+                        Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                            limits: Some(
+                                [(
+                                    "cpu".to_string(),
+                                    k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                                        "lots".into(),
+                                    ),
+                                )]
+                                .into(),
+                            ),
+                            ..Default::default()
+                        });
+                    c
+                },
+                "spec.template.spec.containers[0].resources.limits[cpu]: Invalid value: \"lots\": must be a quantity such as 500m",
             ),
             (
                 "no image",
@@ -882,9 +1014,9 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                r#"spec.scaleStrategy.podsToDelete: Invalid value: "c": pod is not owned by this CloneSet"#,
-                r#"spec.scaleStrategy.podsToDelete: Invalid value: "d": pod not found"#,
-                r#"spec.scaleStrategy.podsToDelete: Invalid value: "e": pod is being deleted"#,
+                r#"spec.scaleStrategy.podsToDelete[2]: Invalid value: "c": the pod is not owned by this CloneSet; list only pods of this CloneSet"#,
+                r#"spec.scaleStrategy.podsToDelete[3]: Invalid value: "d": there is no pod of this name in namespace "default"; list only pods of this CloneSet"#,
+                r#"spec.scaleStrategy.podsToDelete: Invalid value: "e": the pod is already being deleted; remove it from the list"#,
             ]
         );
         let mut p = valid();
