@@ -300,6 +300,23 @@ async fn hundred_forced_watch_disconnects_lose_nothing() -> Result<()> {
             .await;
             if let Err(e) = settled {
                 let state = progress.lock().unwrap().clone();
+                // what the stalled workloads look like, for whoever reads the failure
+                for p in pods.list(&ListParams::default()).await?.items {
+                    let ann = p.metadata.annotations.clone().unwrap_or_default();
+                    eprintln!(
+                        "pod {}: wd-agent spec {:?} status {:?}; main spec {:?} status {:?}; sidecarset-hash {:?}; inplace-state {:?}",
+                        kruise_e2e::name_of(&p),
+                        spec_image(&p, "wd-agent"),
+                        status_image(&p, "wd-agent"),
+                        spec_image(&p, "main"),
+                        status_image(&p, "main"),
+                        ann.get("kruise.io/sidecarset-hash"),
+                        ann.get("apps.kruise.io/inplace-update-state"),
+                    );
+                }
+                if let Ok(ss) = sss.get(&name).await {
+                    eprintln!("SidecarSet {name}: generation {:?}, status {:?}", ss.metadata.generation, ss.status);
+                }
                 anyhow::bail!("{e:#}; {state}");
             }
             let settle_secs = t1.elapsed().as_secs_f64();
