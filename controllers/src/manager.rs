@@ -137,6 +137,8 @@ fn webhook_config(
             sort_sidecar_containers_by_name: features.sort_sidecar_containers_by_name,
             patch_pod_metadata_defaults_allowed: features
                 .sidecarset_patch_pod_metadata_defaults_allowed,
+            deletion_protection: features.resources_deletion_protection,
+            crd_cascading_deletion_protection: features.deletion_protection_for_crd_cascading,
         },
     }
 }

@@ -8,6 +8,7 @@
 pub mod certs;
 pub mod cloneset;
 pub mod configuration;
+pub mod deletionprotection;
 pub mod field;
 pub mod handlers;
 pub mod imagepull;

@@ -72,6 +72,11 @@ impl Routing {
         })
     }
 
+    /// The client the webhooks read through (the API server, not the caches).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// Called by the configuration loop with what it writes.
     pub fn set_writer(&self, w: Writer) {
         *self.writer.write().unwrap_or_else(|e| e.into_inner()) = Some(w);

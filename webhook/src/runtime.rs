@@ -61,6 +61,12 @@ pub struct Features {
     /// `SidecarSetPatchPodMetadataDefaultsAllowed`: patchPodMetadata is allowed when there is no
     /// whitelist, or no whitelist rule selects the SidecarSet.
     pub patch_pod_metadata_defaults_allowed: bool,
+    /// `ResourcesDeletionProtection`: DELETEs of objects labelled `policy.kruise.io/delete-protection`
+    /// are refused as OpenKruise refuses them (see [`crate::deletionprotection`]).
+    pub deletion_protection: bool,
+    /// `DeletionProtectionForCRDCascadingGate`: `Cascading` on a CRD counts its custom resources
+    /// (without it, such a CRD cannot be deleted, as in OpenKruise).
+    pub crd_cascading_deletion_protection: bool,
 }
 
 /// How the manager keeps the webhook configurations.
@@ -227,6 +233,7 @@ pub async fn run(
         pod_failure_policy: cfg.pod_failure_policy.clone(),
         suite_namespace: cfg.namespace.clone(),
         excluded_namespaces: cfg.excluded_namespaces.clone(),
+        deletion_protection: cfg.features.deletion_protection,
     };
     let recorder = Recorder::new(
         client.clone(),

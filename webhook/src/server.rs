@@ -311,6 +311,15 @@ pub fn object_as<K: serde::de::DeserializeOwned>(
     }
 }
 
+/// A kube error as a sentence fragment: the API server's message with its code and reason
+/// (kube's own `Display` of an API error appends the Debug form of the whole Status).
+pub fn kube_error_text(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} (HTTP {} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
+    }
+}
+
 /// `AdmissionResponse::from(req)` denied with `msg`, as an Invalid (422) status like the API
 /// server's own validation.
 pub fn deny_invalid(
