@@ -17,3 +17,4 @@ pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod sidecarset;
+pub mod write_health;
