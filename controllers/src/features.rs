@@ -44,8 +44,6 @@ use Support::{Fixed, Implemented, OtherKinds};
 
 const ALPHA: bool = true;
 const BETA: bool = false;
-const NO_DELETION_PROTECTION: &str =
-    "has no deletion protection (the policy.kruise.io/delete-protection label)";
 const NO_IN_PLACE_RESIZE: &str = "does not resize CloneSet pods' cpu and memory in place";
 const ADVANCED_STATEFULSET: &str = "Advanced StatefulSet";
 
@@ -99,7 +97,9 @@ pub const GATES: &[Gate] = &[
         "ResourcesDeletionProtection",
         false,
         BETA,
-        Fixed(false, NO_DELETION_PROTECTION),
+        Implemented(
+            "deleting a Namespace, CustomResourceDefinition, Deployment, ReplicaSet, StatefulSet, CloneSet, Service or Ingress labelled policy.kruise.io/delete-protection (Always, or Cascading while it still owns pods, replicas or resources) is refused",
+        ),
     ),
     gate(
         "PodUnavailableBudgetDeleteGate",
@@ -200,7 +200,9 @@ pub const GATES: &[Gate] = &[
         "DeletionProtectionForCRDCascadingGate",
         false,
         ALPHA,
-        Fixed(false, NO_DELETION_PROTECTION),
+        Implemented(
+            "a CustomResourceDefinition labelled policy.kruise.io/delete-protection=Cascading can be deleted once none of its custom resources is left (without it, never); needs ResourcesDeletionProtection=true",
+        ),
     ),
     gate(
         "EnhancedLivenessProbe",
@@ -307,6 +309,10 @@ pub struct FeatureGates {
     pub sidecarset_patch_pod_metadata_defaults_allowed: bool,
     /// `EnableSortSidecarContainerByName`.
     pub sort_sidecar_containers_by_name: bool,
+    /// `ResourcesDeletionProtection`.
+    pub resources_deletion_protection: bool,
+    /// `DeletionProtectionForCRDCascadingGate`.
+    pub deletion_protection_for_crd_cascading: bool,
 }
 
 /// A `--feature-gates` value kruise-rs refuses; the message names every problem.
@@ -405,8 +411,20 @@ impl FeatureGates {
                     out.sidecarset_patch_pod_metadata_defaults_allowed = on;
                 }
                 "EnableSortSidecarContainerByName" => out.sort_sidecar_containers_by_name = on,
+                "ResourcesDeletionProtection" => out.resources_deletion_protection = on,
+                "DeletionProtectionForCRDCascadingGate" => {
+                    out.deletion_protection_for_crd_cascading = on
+                }
                 _ => {}
             }
+        }
+        // OpenKruise quietly turns the CRD gate off without the other; refuse instead
+        if out.deletion_protection_for_crd_cascading && !out.resources_deletion_protection {
+            problems.push(
+                "DeletionProtectionForCRDCascadingGate=true needs ResourcesDeletionProtection=true \
+                 (without it there is no deletion protection at all, and OpenKruise turns the gate off)"
+                    .to_string(),
+            );
         }
         if problems.is_empty() {
             return Ok(out);
@@ -439,6 +457,29 @@ mod tests {
         assert!(g.sort_sidecar_containers_by_name);
         let off = FeatureGates::parse("EnableSortSidecarContainerByName=false").unwrap();
         assert!(!off.sort_sidecar_containers_by_name);
+    }
+
+    #[test]
+    fn deletion_protection_gates_are_implemented_and_the_crd_one_needs_the_other() {
+        let off = FeatureGates::parse("").unwrap();
+        assert!(!off.resources_deletion_protection && !off.deletion_protection_for_crd_cascading);
+        let g = FeatureGates::parse("ResourcesDeletionProtection=true").unwrap();
+        assert!(g.resources_deletion_protection && !g.deletion_protection_for_crd_cascading);
+        let g = FeatureGates::parse(
+            "ResourcesDeletionProtection=true,DeletionProtectionForCRDCascadingGate=true",
+        )
+        .unwrap();
+        assert!(g.resources_deletion_protection && g.deletion_protection_for_crd_cascading);
+        assert!(FeatureGates::parse("ResourcesDeletionProtection=false").is_ok());
+        let err = FeatureGates::parse("DeletionProtectionForCRDCascadingGate=true")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "DeletionProtectionForCRDCascadingGate=true needs ResourcesDeletionProtection=true"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -484,7 +525,7 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.contains("the gates kruise-rs implements are PreDownloadImageForInPlaceUpdate, CloneSetPartitionRollback, SidecarSetPatchPodMetadataDefaultsAllowed, PreparingUpdateAsUpdate, EnableSortSidecarContainerByName"),
+            err.contains("the gates kruise-rs implements are PreDownloadImageForInPlaceUpdate, CloneSetPartitionRollback, ResourcesDeletionProtection, SidecarSetPatchPodMetadataDefaultsAllowed, PreparingUpdateAsUpdate, DeletionProtectionForCRDCascadingGate, EnableSortSidecarContainerByName"),
             "{err}"
         );
         // kruise-rs cannot turn these off

@@ -137,6 +137,8 @@ fn webhook_config(
             sort_sidecar_containers_by_name: features.sort_sidecar_containers_by_name,
             patch_pod_metadata_defaults_allowed: features
                 .sidecarset_patch_pod_metadata_defaults_allowed,
+            deletion_protection: features.resources_deletion_protection,
+            crd_cascading_deletion_protection: features.deletion_protection_for_crd_cascading,
         },
     }
 }
@@ -229,8 +231,11 @@ pub async fn run(args: Args) -> Result<()> {
                     m.panicked("webhook", o.kind);
                 }
             });
+        let m = metrics.clone();
+        let write_observe: kruise_webhook::write_health::WriteObserver =
+            std::sync::Arc::new(move |ev| m.configuration_write(ev));
         tasks.spawn(async move {
-            kruise_webhook::runtime::run(c, cfg, r, Some(observe), s)
+            kruise_webhook::runtime::run(c, cfg, r, Some(observe), Some(write_observe), s)
                 .await
                 .context("webhook")
         });
@@ -264,10 +269,11 @@ pub async fn run(args: Args) -> Result<()> {
                 get(move || {
                     let ready = ready.clone();
                     async move {
-                        if ready.is_ready() {
-                            (StatusCode::OK, "ok")
-                        } else {
-                            (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                        // the webhook's reason (certificates not in place, configurations
+                        // failing to be written), as its own /readyz gives it
+                        match ready.check() {
+                            Ok(()) => (StatusCode::OK, "ok".to_string()),
+                            Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
                         }
                     }
                 }),

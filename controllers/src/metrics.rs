@@ -53,6 +53,8 @@ pub struct Metrics {
     webhook_latency: Family<WebhookLabel, Histogram>,
     active_workers: Family<ControllerLabel, Gauge>,
     panics: Family<PanicLabel, Counter>,
+    configuration_write_failures: Counter,
+    configuration_write_failing: Gauge,
 }
 
 impl Default for Metrics {
@@ -112,8 +114,24 @@ impl Metrics {
              each is a kruise-rs bug, logged at ERROR",
             panics.clone(),
         );
+        let configuration_write_failures = Counter::default();
+        let configuration_write_failing = Gauge::default();
+        registry.register(
+            "kruise_rs_webhook_configuration_write_failures",
+            "Failed writes of the webhook configurations by this replica (conflicts with another \
+             writer are not failures)",
+            configuration_write_failures.clone(),
+        );
+        registry.register(
+            "kruise_rs_webhook_configuration_write_failing",
+            "1 while this replica has failed to write the webhook configurations for more than 30 s \
+             (new SidecarSets are not routed to the pod webhook; /readyz says why), else 0",
+            configuration_write_failing.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            configuration_write_failures,
+            configuration_write_failing,
             reconcile_total,
             reconcile_errors,
             reconcile_time,
@@ -132,6 +150,19 @@ impl Metrics {
                 kind: kind.into(),
             })
             .inc();
+    }
+
+    /// Records what the webhook's configuration loop reports about its writes.
+    pub fn configuration_write(&self, ev: kruise_webhook::write_health::WriteEvent) {
+        use kruise_webhook::write_health::WriteEvent;
+        match ev {
+            WriteEvent::Failed => {
+                self.configuration_write_failures.inc();
+            }
+            WriteEvent::Failing(on) => {
+                self.configuration_write_failing.set(i64::from(on));
+            }
+        }
     }
 
     /// Records one reconcile of `controller`: `result` is `success`, `error` or `requeue`.
@@ -229,5 +260,34 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+    }
+
+    #[test]
+    fn configuration_write_failures_are_counted_and_the_failing_gauge_follows() {
+        use kruise_webhook::write_health::WriteEvent;
+        let m = Metrics::new();
+        assert!(
+            m.encode()
+                .contains("kruise_rs_webhook_configuration_write_failing 0"),
+            "{}",
+            m.encode()
+        );
+        m.configuration_write(WriteEvent::Failed);
+        m.configuration_write(WriteEvent::Failed);
+        m.configuration_write(WriteEvent::Failing(true));
+        let text = m.encode();
+        assert!(
+            text.contains("kruise_rs_webhook_configuration_write_failures_total 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kruise_rs_webhook_configuration_write_failing 1"),
+            "{text}"
+        );
+        m.configuration_write(WriteEvent::Failing(false));
+        assert!(
+            m.encode()
+                .contains("kruise_rs_webhook_configuration_write_failing 0")
+        );
     }
 }

@@ -8,6 +8,7 @@ pub mod common;
 pub mod crdgen;
 pub mod imagepull;
 pub mod keys;
+pub mod quantity;
 pub mod sidecarset;
 
 pub use cloneset::*;

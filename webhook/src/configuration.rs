@@ -52,6 +52,9 @@ pub struct Options {
     pub suite_namespace: String,
     /// More namespaces to exclude from injection.
     pub excluded_namespaces: Vec<String>,
+    /// Feature gate `ResourcesDeletionProtection`: DELETEs of objects labelled
+    /// `policy.kruise.io/delete-protection` are sent to the webhook.
+    pub deletion_protection: bool,
 }
 
 /// The pod webhook's match condition for a set of SidecarSets.
@@ -311,9 +314,49 @@ pub fn mutating(opts: &Options, pod_match: &PodMatch) -> MutatingWebhookConfigur
     cfg
 }
 
-/// The ValidatingWebhookConfiguration: validation of every kind.
+/// The DELETE webhooks of deletion protection (`openkruise/kruise:pkg/webhook/*/validating/webhooks.go`):
+/// `failurePolicy: Fail` as in OpenKruise, but an `objectSelector` sends only objects labelled
+/// `Always` or `Cascading` (the only values that protect), so deleting any other object never
+/// waits on — or is blocked by — the webhook.
+fn deletion_protection_hooks(opts: &Options) -> impl Iterator<Item = ValidatingWebhook> + '_ {
+    use kruise_crds::keys::{
+        DELETE_PROTECTION_ALWAYS, DELETE_PROTECTION_CASCADING, DELETE_PROTECTION_LABEL,
+    };
+    crate::deletionprotection::PROTECTED
+        .iter()
+        .map(move |p| ValidatingWebhook {
+            name: p.webhook.to_string(),
+            client_config: client_config(opts, p.path),
+            rules: Some(vec![rule(
+                p.group,
+                p.version,
+                p.resource,
+                &["DELETE"],
+                p.scope,
+            )]),
+            object_selector: Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: DELETE_PROTECTION_LABEL.to_string(),
+                    operator: "In".into(),
+                    values: Some(vec![
+                        DELETE_PROTECTION_ALWAYS.to_string(),
+                        DELETE_PROTECTION_CASCADING.to_string(),
+                    ]),
+                }]),
+                match_labels: None,
+            }),
+            admission_review_versions: vec!["v1".into()],
+            side_effects: "None".into(),
+            failure_policy: Some("Fail".into()),
+            timeout_seconds: Some(10),
+            ..Default::default()
+        })
+}
+
+/// The ValidatingWebhookConfiguration: validation of every kind, and deletion protection when its
+/// feature gate is on.
 pub fn validating(opts: &Options) -> ValidatingWebhookConfiguration {
-    let hooks = KINDS
+    let mut hooks = KINDS
         .iter()
         .map(|(singular, plural, scope)| ValidatingWebhook {
             name: format!("v{singular}.kb.io"),
@@ -331,7 +374,10 @@ pub fn validating(opts: &Options) -> ValidatingWebhookConfiguration {
             timeout_seconds: Some(10),
             ..Default::default()
         })
-        .collect();
+        .collect::<Vec<_>>();
+    if opts.deletion_protection {
+        hooks.extend(deletion_protection_hooks(opts));
+    }
     let mut cfg = ValidatingWebhookConfiguration {
         webhooks: Some(hooks),
         ..Default::default()
@@ -430,6 +476,7 @@ mod tests {
             pod_failure_policy: "Fail".into(),
             suite_namespace: "kruise-system".into(),
             excluded_namespaces: vec!["extra".into()],
+            deletion_protection: false,
         };
         let cfg = mutating(&opts, &pod_match(&[]));
         let hooks = cfg.webhooks.unwrap();
@@ -467,8 +514,91 @@ mod tests {
             == Some("https://127.0.0.1:9443/mutate-apps-kruise-io-v1alpha1-cloneset")));
         assert_eq!(path_of(&pod.client_config).as_deref(), Some("/mutate-pod"));
         let v = validating(&opts).webhooks.unwrap();
+        assert!(
+            v.iter()
+                .all(|h| h.name.starts_with('v') && !h.name.contains("builtin")),
+            "no deletion protection without its gate"
+        );
         assert!(v.iter().any(|h| h.name == "vsidecarset.kb.io"
             && h.client_config.url.as_deref()
                 == Some("https://127.0.0.1:9443/validate-apps-kruise-io-v1alpha1-sidecarset")));
+    }
+
+    /// With `ResourcesDeletionProtection` on, DELETEs of the kinds OpenKruise protects are sent to
+    /// OpenKruise's paths with `failurePolicy: Fail`, but only for objects labelled Always or
+    /// Cascading; the CREATE/UPDATE webhooks are unchanged.
+    #[test]
+    fn deletion_protection_hooks_see_only_labelled_deletes() {
+        let opts = Options {
+            endpoint: Endpoint::Url("https://127.0.0.1:9443".into()),
+            ca_bundle: "PEM".into(),
+            pod_failure_policy: "Fail".into(),
+            suite_namespace: "kruise-system".into(),
+            excluded_namespaces: vec![],
+            deletion_protection: true,
+        };
+        let hooks = validating(&opts).webhooks.unwrap();
+        assert_eq!(hooks.len(), KINDS.len() + 8);
+        let delete: Vec<_> = hooks
+            .iter()
+            .filter(|h| {
+                h.rules
+                    .iter()
+                    .flatten()
+                    .any(|r| r.operations.as_deref() == Some(&["DELETE".to_string()][..]))
+            })
+            .collect();
+        let mut resources: Vec<String> = delete
+            .iter()
+            .flat_map(|h| h.rules.iter().flatten())
+            .flat_map(|r| r.resources.iter().flatten().cloned())
+            .collect();
+        resources.sort();
+        assert_eq!(
+            resources,
+            [
+                "clonesets",
+                "customresourcedefinitions",
+                "deployments",
+                "ingresses",
+                "namespaces",
+                "replicasets",
+                "services",
+                "statefulsets"
+            ]
+            .map(String::from)
+        );
+        for h in &delete {
+            assert_eq!(h.failure_policy.as_deref(), Some("Fail"), "{}", h.name);
+            let sel = h.object_selector.as_ref().expect("an objectSelector");
+            let req = &sel.match_expressions.as_ref().unwrap()[0];
+            assert_eq!(
+                (req.key.as_str(), req.operator.as_str()),
+                ("policy.kruise.io/delete-protection", "In")
+            );
+            assert_eq!(
+                req.values.as_deref(),
+                Some(&["Always".to_string(), "Cascading".to_string()][..])
+            );
+        }
+        let ns = delete
+            .iter()
+            .find(|h| h.name == "vnamespace.kb.io")
+            .unwrap();
+        assert_eq!(
+            ns.client_config.url.as_deref(),
+            Some("https://127.0.0.1:9443/validate-namespace")
+        );
+        let cs = delete
+            .iter()
+            .find(|h| h.name == "vclonesetdeletion.kb.io")
+            .unwrap();
+        assert_eq!(
+            path_of(&cs.client_config).as_deref(),
+            Some("/validate-apps-kruise-io-v1alpha1-cloneset")
+        );
+        // the CloneSet's CREATE/UPDATE webhook still sees every CloneSet
+        let v = hooks.iter().find(|h| h.name == "vcloneset.kb.io").unwrap();
+        assert!(v.object_selector.is_none());
     }
 }

@@ -3,6 +3,7 @@
 //! what could not be read; nothing here panics on input.
 
 use crate::configuration::{mutate_path, validate_path};
+use crate::deletionprotection::{CLONESET_PATH, DeletionProtection, PROTECTED};
 use crate::field::{FieldError, render};
 use crate::routing::{FencedSidecarSetValidator, RoutedPodInjector, Routing};
 use crate::runtime::{Caches, Config, Features};
@@ -252,7 +253,21 @@ pub fn routes(
 ) -> Vec<(String, Arc<dyn Admit>)> {
     use crate::imagepull;
     use kruise_crds::{ImageListPullJob, ImagePullJob, NodeImage};
-    let routes: Vec<(String, Arc<dyn Admit>)> = vec![
+    let client = routing.client();
+    // the CloneSet's own rules, then the checks that read the API server (podsToDelete owners, the
+    // template through a dry-run pod)
+    let cloneset_validator: Arc<dyn Admit> = Arc::new(crate::cloneset::CloneSetValidator::new(
+        validating::<kruise_crds::CloneSet, _>("CloneSet", crate::cloneset::validate_cloneset),
+        routing.client(),
+    ));
+    let protection = |inner: Option<Arc<dyn Admit>>| -> Arc<dyn Admit> {
+        Arc::new(DeletionProtection::new(
+            client.clone(),
+            cfg.features.crd_cascading_deletion_protection,
+            inner,
+        ))
+    };
+    let mut routes: Vec<(String, Arc<dyn Admit>)> = vec![
         (
             kruise_crds::keys::sidecarset::POD_MUTATING_WEBHOOK_PATH.to_string(),
             Arc::new(RoutedPodInjector::new(
@@ -289,13 +304,12 @@ pub fn routes(
         ),
         (
             validate_path("cloneset"),
-            Arc::new(crate::cloneset::CloneSetValidator::new(
-                validating::<kruise_crds::CloneSet, _>(
-                    "CloneSet",
-                    crate::cloneset::validate_cloneset,
-                ),
-                routing.client(),
-            )),
+            // OpenKruise's CloneSet webhook also answers its DELETEs (deletion protection)
+            if cfg.features.deletion_protection {
+                protection(Some(cloneset_validator))
+            } else {
+                cloneset_validator
+            },
         ),
         (
             mutate_path("imagepulljob"),
@@ -330,6 +344,11 @@ pub fn routes(
             validating::<NodeImage, _>("NodeImage", |n, _| imagepull::validate_nodeimage(n)),
         ),
     ];
+    if cfg.features.deletion_protection {
+        for p in PROTECTED.iter().filter(|p| p.path != CLONESET_PATH) {
+            routes.push((p.path.to_string(), protection(None)));
+        }
+    }
     // OpenKruise's newer manifests call the same webhooks without the version in the path.
     let aliases: Vec<(String, Arc<dyn Admit>)> = routes
         .iter()
@@ -457,5 +476,92 @@ mod tests {
         };
         let allow = sidecarset_validator(caches(vec![]), allowed).admit(&request("SidecarSet", ss));
         assert!(allow.allowed, "{}", allow.result.message);
+    }
+
+    /// `ResourcesDeletionProtection` reaches the routes: OpenKruise's deletion paths are served,
+    /// and a labelled CloneSet's DELETE is refused on the CloneSet's own path (and its alias)
+    /// while its CREATE/UPDATE is still validated there.
+    #[tokio::test]
+    async fn resources_deletion_protection_reaches_the_routes() {
+        use crate::configuration::Endpoint;
+        use crate::runtime::ConfigurationMode;
+        let (svc, _handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let client = kube::Client::new(svc, "default");
+        let cfg = |deletion_protection| Config {
+            bind: ([127, 0, 0, 1], 0).into(),
+            endpoint: Endpoint::Url("https://127.0.0.1:9443".into()),
+            namespace: "kruise-system".into(),
+            secret_name: "s".into(),
+            hosts: vec![],
+            external_certs: None,
+            pod_failure_policy: "Fail".into(),
+            excluded_namespaces: vec![],
+            configurations: ConfigurationMode::Off,
+            features: Features {
+                deletion_protection,
+                ..Features::default()
+            },
+        };
+        let table = |on| {
+            let routing = Routing::new(client.clone(), caches(vec![]));
+            routes(caches(vec![]), routing, &cfg(on))
+                .into_iter()
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        assert!(!table(false).contains_key("/validate-namespace"));
+        let on = table(true);
+        for p in crate::deletionprotection::PROTECTED {
+            assert!(on.contains_key(p.path), "{} is served", p.path);
+        }
+        assert_eq!(CLONESET_PATH, validate_path("cloneset"));
+        let cloneset = |op: &str| {
+            let review: kube::core::admission::AdmissionReview<DynamicObject> =
+                serde_json::from_value(json!({
+                    "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                    "request": {
+                        "uid": "u", "kind": {"group": "apps.kruise.io", "version": "v1alpha1", "kind": "CloneSet"},
+                        "resource": {"group": "apps.kruise.io", "version": "v1alpha1", "resource": "clonesets"},
+                        "name": "web", "namespace": "default", "operation": op, "userInfo": {},
+                        "object": if op == "DELETE" { serde_json::Value::Null } else { json!({"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet", "metadata": {"name": "web"}, "spec": {"replicas": -1}}) },
+                        "oldObject": {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "CloneSet",
+                            "metadata": {"name": "web", "labels": {"policy.kruise.io/delete-protection": "Always"}},
+                            "spec": {"replicas": 1}},
+                        "dryRun": false
+                    }
+                }))
+                .expect("a valid review");
+            let req: AdmissionRequest<DynamicObject> = review.try_into().expect("a request");
+            req
+        };
+        for path in [CLONESET_PATH, "/validate-apps-kruise-io-cloneset"] {
+            let h = on[path].clone();
+            let del = cloneset("DELETE");
+            let resp = h.admit_at(&del, path).await;
+            assert!(!resp.allowed && resp.result.code == 403, "{path}");
+            assert!(
+                resp.result
+                    .message
+                    .starts_with("CloneSet default/web cannot be deleted")
+            );
+            let upd = cloneset("UPDATE");
+            let resp = h.admit_at(&upd, path).await;
+            assert!(
+                !resp.allowed && resp.result.code == 422,
+                "{}",
+                resp.result.message
+            );
+        }
+        // without the gate the label changes nothing
+        let off = table(false);
+        let del = cloneset("DELETE");
+        assert!(
+            off[CLONESET_PATH]
+                .admit_at(&del, CLONESET_PATH)
+                .await
+                .allowed
+        );
     }
 }

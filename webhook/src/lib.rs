@@ -8,6 +8,7 @@
 pub mod certs;
 pub mod cloneset;
 pub mod configuration;
+pub mod deletionprotection;
 pub mod field;
 pub mod handlers;
 pub mod imagepull;
@@ -16,3 +17,4 @@ pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod sidecarset;
+pub mod write_health;

@@ -72,7 +72,7 @@ impl Routing {
         })
     }
 
-    /// The client the webhook reads the API server with (also used by the CloneSet validator).
+    /// The client the webhooks read the API server with (not the caches).
     pub fn client(&self) -> Client {
         self.client.clone()
     }

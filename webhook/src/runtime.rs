@@ -6,6 +6,7 @@ use crate::configuration::{self, Endpoint, Options, PodMatch};
 use crate::routing::{Routing, Writer};
 use crate::server::{self, Readiness};
 use crate::sidecarset::routing;
+use crate::write_health::{self, WriteEvent, WriteHealth, WriteObserver};
 use crate::{certs, handlers};
 use anyhow::{Context as _, Result};
 use futures::StreamExt;
@@ -61,6 +62,12 @@ pub struct Features {
     /// `SidecarSetPatchPodMetadataDefaultsAllowed`: patchPodMetadata is allowed when there is no
     /// whitelist, or no whitelist rule selects the SidecarSet.
     pub patch_pod_metadata_defaults_allowed: bool,
+    /// `ResourcesDeletionProtection`: DELETEs of objects labelled `policy.kruise.io/delete-protection`
+    /// are refused as OpenKruise refuses them (see [`crate::deletionprotection`]).
+    pub deletion_protection: bool,
+    /// `DeletionProtectionForCRDCascadingGate`: `Cascading` on a CRD counts its custom resources
+    /// (without it, such a CRD cannot be deleted, as in OpenKruise).
+    pub crd_cascading_deletion_protection: bool,
 }
 
 /// How the manager keeps the webhook configurations.
@@ -195,6 +202,7 @@ pub async fn run(
     cfg: Config,
     ready: Readiness,
     observe: Option<server::Observer>,
+    write_observe: Option<WriteObserver>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let caches = start_caches(&client, &cfg.namespace).await?;
@@ -227,6 +235,7 @@ pub async fn run(
         pod_failure_policy: cfg.pod_failure_policy.clone(),
         suite_namespace: cfg.namespace.clone(),
         excluded_namespaces: cfg.excluded_namespaces.clone(),
+        deletion_protection: cfg.features.deletion_protection,
     };
     let recorder = Recorder::new(
         client.clone(),
@@ -236,6 +245,12 @@ pub async fn run(
         },
     );
     let mut applied: Option<(String, PodMatch)> = None;
+    let mut health = WriteHealth::default();
+    let write_event = |ev: WriteEvent| {
+        if let Some(obs) = &write_observe {
+            obs(ev);
+        }
+    };
     let mut shutdown = Box::pin(shutdown);
     // Every replica reads the Secret (or the external files) each minute: the one that renews
     // writes it, the others serve the new certificate within a minute (the CA stays, so the
@@ -291,12 +306,6 @@ pub async fn run(
                     Ok(()) => {
                         if let Some(why) = &want.fallback {
                             tracing::warn!(%why, "pod webhook called for every pod");
-                            let reference = ObjectReference {
-                                api_version: Some("admissionregistration.k8s.io/v1".into()),
-                                kind: Some("MutatingWebhookConfiguration".into()),
-                                name: Some(configuration::MUTATING_CONFIGURATION.into()),
-                                ..Default::default()
-                            };
                             let ev = Event {
                                 type_: EventType::Warning,
                                 reason: "SelectorUnionFallback".into(),
@@ -304,19 +313,52 @@ pub async fn run(
                                 action: "UpdateMatchConditions".into(),
                                 secondary: None,
                             };
-                            if let Err(e) = recorder.publish(&ev, &reference).await {
+                            if let Err(e) = recorder.publish(&ev, &mutating_reference()).await {
                                 tracing::warn!(error = %e, "could not publish the fallback event");
                             }
                         }
                         tracing::info!(expression_len = want.expression.len(), "webhook configurations applied");
                         applied = Some(key);
                         ready.set_ready();
+                        if health.succeeded().recovered {
+                            tracing::info!("webhook configurations written again; the replica is ready");
+                            ready.set_problem(None);
+                            write_event(WriteEvent::Failing(false));
+                        }
                     }
                     // a conflict: another writer (a SidecarSet admission's fence, another replica)
                     // changed the configuration since this replica's watch saw it; the next tick
-                    // computes from the newer one
-                    Err(e) if is_conflict(&e) => tracing::debug!(error = %format!("{e:#}"), "webhook configuration changed meanwhile; recomputing"),
-                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "applying webhook configurations failed; retrying"),
+                    // computes from the newer one. Normal: not a failure.
+                    Err(e) if is_conflict(&e) => {
+                        health.conflicted();
+                        tracing::debug!(error = %write_health::error_text(&e), "webhook configuration changed meanwhile; recomputing");
+                    }
+                    Err(e) => {
+                        let text = write_health::error_text(&e);
+                        tracing::warn!(error = %text, "applying webhook configurations failed; retrying");
+                        let report = health.failed(std::time::Instant::now(), &text);
+                        if report.count_failure {
+                            write_event(WriteEvent::Failed);
+                        }
+                        if let Some(why) = report.started_failing {
+                            tracing::error!(reason = %why, "webhook configurations cannot be written; the replica is not ready");
+                            ready.set_problem(Some(why.clone()));
+                            write_event(WriteEvent::Failing(true));
+                            let ev = Event {
+                                type_: EventType::Warning,
+                                reason: "ConfigurationWriteFailing".into(),
+                                note: Some(why),
+                                action: "UpdateMatchConditions".into(),
+                                secondary: None,
+                            };
+                            if let Err(e) = recorder.publish(&ev, &mutating_reference()).await {
+                                tracing::warn!(error = %e, "could not publish the write failure event");
+                            }
+                        }
+                        if let Some(why) = report.still_failing {
+                            ready.set_problem(Some(why));
+                        }
+                    }
                 }
             }
         }
@@ -324,6 +366,16 @@ pub async fn run(
     handle.graceful_shutdown(Some(Duration::from_secs(10)));
     let _ = server.await;
     Ok(())
+}
+
+/// The pod MutatingWebhookConfiguration, as events name it.
+fn mutating_reference() -> ObjectReference {
+    ObjectReference {
+        api_version: Some("admissionregistration.k8s.io/v1".into()),
+        kind: Some("MutatingWebhookConfiguration".into()),
+        name: Some(configuration::MUTATING_CONFIGURATION.into()),
+        ..Default::default()
+    }
 }
 
 fn is_conflict(e: &anyhow::Error) -> bool {
@@ -403,3 +455,25 @@ pub async fn apply_configurations(
 
 /// Shared handle for handlers that need the caches.
 pub type SharedCaches = Arc<Caches>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> anyhow::Error {
+        let status = kube::core::Status::failure("refused", "Reason").with_code(code);
+        Err::<(), _>(kube::Error::Api(Box::new(status)))
+            .context("apply the MutatingWebhookConfiguration")
+            .unwrap_err()
+    }
+
+    /// Conflicts are another writer being first; only other errors count as write failures.
+    #[test]
+    fn only_409_is_a_conflict() {
+        assert!(is_conflict(&api_error(409)));
+        for code in [403, 404, 422, 500, 503] {
+            assert!(!is_conflict(&api_error(code)), "{code}");
+        }
+        assert!(!is_conflict(&anyhow::anyhow!("connection refused")));
+    }
+}

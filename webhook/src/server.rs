@@ -51,18 +51,50 @@ where
 }
 
 /// Readiness of the webhook: ready once the serving certificate is loaded and the `caBundle` is in
-/// the webhook configurations (OpenKruise's `Inited()`).
+/// the webhook configurations (OpenKruise's `Inited()`), and not while a problem is reported (the
+/// configurations have been failing to be written, see [`crate::write_health`]).
 #[derive(Clone, Default, Debug)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<ReadinessState>);
+
+#[derive(Default, Debug)]
+struct ReadinessState {
+    ready: AtomicBool,
+    problem: std::sync::RwLock<Option<String>>,
+}
+
+/// What `/readyz` says before the certificates are in place.
+pub const NOT_INITIALIZED: &str = "webhook certificates are not in place yet";
 
 impl Readiness {
     /// Marks the webhook ready.
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.ready.store(true, Ordering::SeqCst);
+    }
+    /// Reports a problem that makes the replica unready (the sentence `/readyz` answers), or
+    /// clears it with `None`.
+    pub fn set_problem(&self, why: Option<String>) {
+        *self.0.problem.write().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+    /// Ready, or the sentence saying why not.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(why) = self
+            .0
+            .problem
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(why);
+        }
+        if self.0.ready.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(NOT_INITIALIZED.to_string())
+        }
     }
     /// Whether it is ready.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.check().is_ok()
     }
 }
 
@@ -103,13 +135,9 @@ pub fn router(
             get(move || {
                 let ready = ready.clone();
                 async move {
-                    if ready.is_ready() {
-                        (StatusCode::OK, "ok")
-                    } else {
-                        (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "webhook certificates are not in place yet",
-                        )
+                    match ready.check() {
+                        Ok(()) => (StatusCode::OK, "ok".to_string()),
+                        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
                     }
                 }
             }),
@@ -308,6 +336,15 @@ pub fn object_as<K: serde::de::DeserializeOwned>(
                 .map(Some)
                 .map_err(|e| format!("{}: {}", e.path(), e.inner()))
         }
+    }
+}
+
+/// A kube error as a sentence fragment: the API server's message with its code and reason
+/// (kube's own `Display` of an API error appends the Debug form of the whole Status).
+pub fn kube_error_text(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} (HTTP {} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
     }
 }
 
@@ -523,6 +560,21 @@ mod tests {
         };
         assert_eq!(get(app.clone()).await, StatusCode::SERVICE_UNAVAILABLE);
         ready.set_ready();
+        assert_eq!(get(app.clone()).await, StatusCode::OK);
+        // a reported problem makes the replica unready, saying why, until it is cleared
+        ready.set_problem(Some("the configurations cannot be written.".into()));
+        let resp = app
+            .clone()
+            .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let text = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(&text[..], b"the configurations cannot be written.");
+        assert!(!ready.is_ready());
+        ready.set_problem(None);
         assert_eq!(get(app).await, StatusCode::OK);
     }
 }

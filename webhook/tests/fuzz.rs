@@ -195,12 +195,22 @@ proptest! {
     /// validating webhook, the pod webhook and the controllers): never a panic or a stack
     /// overflow, whatever the nesting or length.
     #[test]
-    fn expressions_and_quantities_never_panic(e in expression(), v in any::<f64>()) {
+    fn expressions_and_quantities_never_panic(e in expression(), v in any::<i128>()) {
+        use kruise_crds::quantity::Quantity;
         use kruise_webhook::sidecarset::resources::{check_expression, evaluate, parse_quantity};
         let _ = check_expression(&e);
-        let _ = evaluate(&e, "cpu", v);
-        let _ = evaluate(&e, "memory", v.abs());
+        let _ = evaluate(&e, "cpu", Quantity::from_nanos(v));
+        let _ = evaluate(&e, "memory", Quantity::from_nanos(v.saturating_abs()));
         let _ = parse_quantity(&e);
+        let _ = Quantity::parse(&e);
+    }
+
+    /// Exact quantities: the decimal text of any value parses back to that value.
+    #[test]
+    fn quantity_text_round_trips(n in -(10i128.pow(36) - 1)..10i128.pow(36)) {
+        use kruise_crds::quantity::Quantity;
+        let q = Quantity::from_nanos(n);
+        prop_assert_eq!(Quantity::parse(&q.to_string()), Ok(q));
     }
 
     /// The pod webhook's routing: request paths and the pending-routes annotation are read from

@@ -17,12 +17,6 @@ pub const IMAGE_PREDOWNLOAD_TIMEOUT_SECONDS: &str =
 /// CloneSet annotation: pre-download starts only once this many updated pods are ready.
 pub const IMAGE_PREDOWNLOAD_MIN_UPDATED_READY_PODS: &str =
     "apps.kruise.io/image-predownload-min-updated-ready-pods";
-/// Label `policy.kruise.io/delete-protection` on a workload: `Always` or `Cascading` guards deletion.
-pub const DELETE_PROTECTION_LABEL: &str = "policy.kruise.io/delete-protection";
-/// Value of [`DELETE_PROTECTION_LABEL`]: never allow deleting the workload.
-pub const DELETE_PROTECTION_ALWAYS: &str = "Always";
-/// Value of [`DELETE_PROTECTION_LABEL`]: refuse deletion while it still has replicas.
-pub const DELETE_PROTECTION_CASCADING: &str = "Cascading";
 
 // ----- labels and annotations on pods and PVCs -----
 

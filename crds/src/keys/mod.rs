@@ -6,6 +6,16 @@ pub mod cloneset;
 pub mod imagepull;
 pub mod sidecarset;
 
+/// Label on a Namespace, CustomResourceDefinition, workload (Deployment, ReplicaSet, StatefulSet,
+/// CloneSet), Service or Ingress that guards its deletion (OpenKruise's
+/// `policy.kruise.io/delete-protection`, feature gate `ResourcesDeletionProtection`).
+pub const DELETE_PROTECTION_LABEL: &str = "policy.kruise.io/delete-protection";
+/// Value of [`DELETE_PROTECTION_LABEL`]: the object cannot be deleted while it carries the label.
+pub const DELETE_PROTECTION_ALWAYS: &str = "Always";
+/// Value of [`DELETE_PROTECTION_LABEL`]: the object cannot be deleted while it still has what it
+/// owns (a workload's replicas, a namespace's active pods and Bound claims, a CRD's resources).
+pub const DELETE_PROTECTION_CASCADING: &str = "Cascading";
+
 /// Label on every pod a workload controller creates: the name of the revision the pod was created
 /// from (shared with Kubernetes' own StatefulSet/DaemonSet; OpenKruise uses it for CloneSet).
 pub const CONTROLLER_REVISION_HASH_LABEL: &str = "controller-revision-hash";

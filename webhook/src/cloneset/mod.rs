@@ -8,6 +8,4 @@ pub mod validate;
 
 pub use admission::CloneSetValidator;
 pub use defaults::{default_cloneset, default_cloneset_on_update};
-pub use validate::{
-    added_pods_to_delete, validate_cloneset, validate_cloneset_delete, validate_pods_to_delete,
-};
+pub use validate::{added_pods_to_delete, validate_cloneset, validate_pods_to_delete};

@@ -616,30 +616,6 @@ pub fn validate_pods_to_delete(
         .collect()
 }
 
-/// Deletion protection (`policy.kruise.io/delete-protection`): the reason to refuse deleting the
-/// CloneSet, if any.
-pub fn validate_cloneset_delete(cs: &CloneSet) -> Option<String> {
-    use kruise_crds::keys::cloneset as ck;
-    let value = cs
-        .metadata
-        .labels
-        .as_ref()?
-        .get(ck::DELETE_PROTECTION_LABEL)?
-        .as_str();
-    let replicas = cs.spec.replicas.unwrap_or(CloneSetSpec::DEFAULT_REPLICAS);
-    match value {
-        ck::DELETE_PROTECTION_ALWAYS => Some(format!(
-            "forbidden by ResourcesDeletionProtection for {}={value}",
-            ck::DELETE_PROTECTION_LABEL
-        )),
-        ck::DELETE_PROTECTION_CASCADING if replicas > 0 => Some(format!(
-            "forbidden by ResourcesDeletionProtection for {}={value} and active replicas {replicas}>0",
-            ck::DELETE_PROTECTION_LABEL
-        )),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -972,7 +948,7 @@ mod tests {
     }
 
     #[test]
-    fn pods_to_delete_and_delete_protection() {
+    fn pods_to_delete() {
         use k8s_openapi::api::core::v1::Pod;
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
         let mut cs = valid();
@@ -1019,30 +995,6 @@ mod tests {
                 r#"spec.scaleStrategy.podsToDelete: Invalid value: "e": the pod is already being deleted; remove it from the list"#,
             ]
         );
-        let mut p = valid();
-        assert_eq!(validate_cloneset_delete(&p), None);
-        p.metadata.labels = Some(
-            [(
-                "policy.kruise.io/delete-protection".to_string(),
-                "Cascading".to_string(),
-            )]
-            .into(),
-        );
-        assert!(
-            validate_cloneset_delete(&p)
-                .unwrap()
-                .contains("active replicas 3>0")
-        );
-        p.spec.replicas = Some(0);
-        assert_eq!(validate_cloneset_delete(&p), None);
-        p.metadata.labels = Some(
-            [(
-                "policy.kruise.io/delete-protection".to_string(),
-                "Always".to_string(),
-            )]
-            .into(),
-        );
-        assert!(validate_cloneset_delete(&p).is_some());
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! `resourcesPolicy` (spec §2.7): a sidecar's resources computed at pod creation from the pod's
 //! target containers, through OpenKruise's small expression language (`+ - * /`, `max`, `min`,
-//! numbers, percentages and k8s quantities, one variable `cpu` or `memory`).
+//! numbers, percentages and k8s quantities, one variable `cpu` or `memory`). Values are exact
+//! ([`kruise_crds::quantity::Quantity`], nano-units): `100m` and `0.1` are the same number and
+//! sums do not drift as `f64` did.
 
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kruise_crds::quantity::{Quantity as Exact, QuantityError};
 use kruise_crds::sidecarset::{ResourceExprs, ResourcesPolicy, TargetContainersMode};
 use regex::Regex;
 use std::collections::{BTreeMap, HashSet};
@@ -110,8 +113,8 @@ fn aggregate(
     mode: TargetContainersMode,
     resource: &str,
     limits: bool,
-) -> Result<Option<f64>, ResourcesError> {
-    let mut acc: f64 = 0.0;
+) -> Result<Option<Exact>, ResourcesError> {
+    let mut acc = Exact::default();
     for t in targets {
         let r = t.resources.as_ref();
         let list = if limits {
@@ -122,17 +125,27 @@ fn aggregate(
         let v = match list.and_then(|l| l.get(resource)) {
             Some(q) => parse_quantity(&q.0)?,
             None if limits => return Ok(None),
-            None => 0.0,
+            None => Exact::default(),
         };
         acc = match mode {
-            TargetContainersMode::Sum => acc + v,
+            TargetContainersMode::Sum => acc
+                .checked_add(v)
+                .map_err(|e| quantity_error(&q_text(&v), e))?,
             TargetContainersMode::Max => acc.max(v),
         };
     }
     Ok(Some(acc))
 }
 
-fn eval_for(expr: &str, value: f64) -> Result<f64, ResourcesError> {
+fn q_text(v: &Exact) -> String {
+    v.to_string()
+}
+
+fn quantity_error(what: &str, e: QuantityError) -> ResourcesError {
+    ResourcesError::Expression(format!("{what}: {e}"))
+}
+
+fn eval_for(expr: &str, value: Exact) -> Result<Exact, ResourcesError> {
     let var = if expr.contains("memory") {
         "memory"
     } else {
@@ -141,21 +154,22 @@ fn eval_for(expr: &str, value: f64) -> Result<f64, ResourcesError> {
     evaluate(expr, var, value)
 }
 
-/// Renders a computed value: cpu as milli-cores, memory as bytes, in k8s canonical form.
-fn format_quantity(resource: &str, v: f64) -> Quantity {
+/// Renders a computed value: cpu as milli-cores, memory as bytes (both rounded half away from
+/// zero), in k8s canonical form.
+fn format_quantity(resource: &str, v: Exact) -> Quantity {
     if resource == "cpu" {
-        let milli = (v * 1000.0).round() as i64;
+        let milli = v.round_to(3);
         if milli % 1000 == 0 {
             Quantity(decimal_si(milli / 1000))
         } else {
             Quantity(format!("{milli}m"))
         }
     } else {
-        Quantity(binary_si(v.round() as i64))
+        Quantity(binary_si(v.round_to(0)))
     }
 }
 
-fn decimal_si(mut n: i64) -> String {
+fn decimal_si(mut n: i128) -> String {
     let suffixes = ["", "k", "M", "G", "T", "P", "E"];
     let mut i = 0;
     while n != 0 && n % 1000 == 0 && i + 1 < suffixes.len() {
@@ -165,7 +179,7 @@ fn decimal_si(mut n: i64) -> String {
     format!("{n}{}", suffixes[i])
 }
 
-fn binary_si(mut n: i64) -> String {
+fn binary_si(mut n: i128) -> String {
     let suffixes = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
     let mut i = 0;
     while n != 0 && n % 1024 == 0 && i + 1 < suffixes.len() {
@@ -175,44 +189,14 @@ fn binary_si(mut n: i64) -> String {
     format!("{n}{}", suffixes[i])
 }
 
-/// Parses a k8s quantity (`50m`, `1.5`, `100Mi`, `2G`, `1e3`) to its value in base units.
-pub fn parse_quantity(s: &str) -> Result<f64, ResourcesError> {
-    let bad = || ResourcesError::Expression(format!("invalid quantity {s:?}"));
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let base: f64 = num.parse().map_err(|_| bad())?;
-    let mult = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => {
-            let exp: i32 = e[1..].parse().map_err(|_| bad())?;
-            10f64.powi(exp)
-        }
-        _ => return Err(bad()),
-    };
-    Ok(base * mult)
+/// Parses a k8s quantity (`50m`, `1.5`, `100Mi`, `2G`, `1e3`) exactly.
+pub fn parse_quantity(s: &str) -> Result<Exact, ResourcesError> {
+    Exact::parse(s.trim()).map_err(|e| ResourcesError::Expression(e.to_string()))
 }
 
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {
-    Num(f64),
+    Num(Exact),
     Ident(String),
     Op(char),
 }
@@ -239,8 +223,11 @@ fn tokenize(expr: &str) -> Result<Vec<Tok>, ResourcesError> {
             let suffix: String = chars[suf_start..i].iter().collect();
             if i < chars.len() && chars[i] == '%' && suffix.is_empty() {
                 i += 1;
-                let n: f64 = num.parse().map_err(|_| bad("bad number"))?;
-                out.push(Tok::Num(n / 100.0));
+                let n = Exact::parse(&num).map_err(|_| bad("bad number"))?;
+                let pct = n
+                    .checked_div(Exact::from_units(100))
+                    .map_err(|e| bad(&e.to_string()))?;
+                out.push(Tok::Num(pct));
             } else {
                 out.push(Tok::Num(parse_quantity(&format!("{num}{suffix}"))?));
             }
@@ -266,7 +253,7 @@ struct Parser<'a> {
     /// Nesting of `factor` calls: every recursion of the grammar goes through `factor`.
     depth: usize,
     var: &'a str,
-    value: f64,
+    value: Exact,
     expr: &'a str,
 }
 
@@ -285,35 +272,38 @@ impl Parser<'_> {
             false
         }
     }
-    fn expr(&mut self) -> Result<f64, ResourcesError> {
+    fn num(&self, r: Result<Exact, QuantityError>) -> Result<Exact, ResourcesError> {
+        r.map_err(|e| self.err(&e.to_string()))
+    }
+    fn expr(&mut self) -> Result<Exact, ResourcesError> {
         let mut v = self.term()?;
         loop {
             if self.eat('+') {
-                v += self.term()?;
+                let t = self.term()?;
+                v = self.num(v.checked_add(t))?;
             } else if self.eat('-') {
-                v -= self.term()?;
+                let t = self.term()?;
+                v = self.num(v.checked_sub(t))?;
             } else {
                 return Ok(v);
             }
         }
     }
-    fn term(&mut self) -> Result<f64, ResourcesError> {
+    fn term(&mut self) -> Result<Exact, ResourcesError> {
         let mut v = self.factor()?;
         loop {
             if self.eat('*') {
-                v *= self.factor()?;
+                let f = self.factor()?;
+                v = self.num(v.checked_mul(f))?;
             } else if self.eat('/') {
                 let d = self.factor()?;
-                if d == 0.0 {
-                    return Err(self.err("division by zero"));
-                }
-                v /= d;
+                v = self.num(v.checked_div(d))?;
             } else {
                 return Ok(v);
             }
         }
     }
-    fn factor(&mut self) -> Result<f64, ResourcesError> {
+    fn factor(&mut self) -> Result<Exact, ResourcesError> {
         if self.depth >= MAX_EXPRESSION_DEPTH {
             return Err(ResourcesError::TooDeep);
         }
@@ -322,9 +312,10 @@ impl Parser<'_> {
         self.depth -= 1;
         v
     }
-    fn factor_inner(&mut self) -> Result<f64, ResourcesError> {
+    fn factor_inner(&mut self) -> Result<Exact, ResourcesError> {
         if self.eat('-') {
-            return Ok(-self.factor()?);
+            let f = self.factor()?;
+            return self.num(f.checked_neg());
         }
         if self.eat('(') {
             let v = self.expr()?;
@@ -356,7 +347,7 @@ impl Parser<'_> {
                 if !self.eat(')') {
                     return Err(self.err("missing ')'"));
                 }
-                let fold = if id == "max" { f64::max } else { f64::min };
+                let fold = if id == "max" { Exact::max } else { Exact::min };
                 let first = args[0];
                 Ok(args.into_iter().fold(first, fold))
             }
@@ -366,7 +357,7 @@ impl Parser<'_> {
 }
 
 /// Evaluates `expr` with variable `var` bound to `value`.
-pub fn evaluate(expr: &str, var: &str, value: f64) -> Result<f64, ResourcesError> {
+pub fn evaluate(expr: &str, var: &str, value: Exact) -> Result<Exact, ResourcesError> {
     if expr.len() > MAX_EXPRESSION_LEN {
         return Err(ResourcesError::TooLong { len: expr.len() });
     }
@@ -393,7 +384,7 @@ pub fn check_expression(expr: &str) -> Result<(), ResourcesError> {
     } else {
         "cpu"
     };
-    evaluate(expr, var, 1.0).map(|_| ())
+    evaluate(expr, var, Exact::from_units(1)).map(|_| ())
 }
 
 #[cfg(test)]
@@ -452,17 +443,33 @@ mod tests {
         }
     }
 
+    fn x(s: &str) -> Exact {
+        Exact::parse(s).unwrap()
+    }
+
     #[test]
     fn expressions() {
-        assert!((evaluate("max(cpu*50%, 50m)", "cpu", 0.2).unwrap() - 0.1).abs() < 1e-9);
-        assert!((evaluate("max(cpu*50%, 50m)", "cpu", 0.05).unwrap() - 0.05).abs() < 1e-9);
-        assert_eq!(evaluate("(1+2)*3 - 4/2", "cpu", 0.0).unwrap(), 7.0);
         assert_eq!(
-            evaluate("min(memory, 100Mi)", "memory", 1e12).unwrap(),
-            104857600.0
+            evaluate("max(cpu*50%, 50m)", "cpu", x("0.2")).unwrap(),
+            x("100m")
         );
-        assert!(evaluate("cpu +", "cpu", 1.0).is_err());
-        assert!(evaluate("foo(cpu)", "cpu", 1.0).is_err());
+        assert_eq!(
+            evaluate("max(cpu*50%, 50m)", "cpu", x("0.05")).unwrap(),
+            x("50m")
+        );
+        assert_eq!(evaluate("(1+2)*3 - 4/2", "cpu", x("0")).unwrap(), x("7"));
+        assert_eq!(
+            evaluate("min(memory, 100Mi)", "memory", x("1e12")).unwrap(),
+            x("104857600")
+        );
+        assert!(evaluate("cpu +", "cpu", x("1")).is_err());
+        assert!(evaluate("foo(cpu)", "cpu", x("1")).is_err());
+        assert!(
+            evaluate("cpu/0", "cpu", x("1"))
+                .unwrap_err()
+                .to_string()
+                .contains("division by zero")
+        );
         assert!(check_expression("max(cpu*50%, 50m)").is_ok());
     }
 
@@ -540,7 +547,7 @@ mod tests {
         assert_eq!(check_expression(&calls), Err(ResourcesError::TooDeep));
         // long flat expressions within the length limit still work
         let flat = vec!["cpu"; 200].join("+");
-        assert!((evaluate(&flat, "cpu", 1.0).unwrap() - 200.0).abs() < 1e-9);
+        assert_eq!(evaluate(&flat, "cpu", x("1")).unwrap(), x("200"));
         // the pod-creation path is bounded too, not only validation
         let mut pol = policy(TargetContainersMode::Sum, &"(".repeat(5000));
         pol.resources_expr.requests = None;
@@ -553,10 +560,47 @@ mod tests {
 
     #[test]
     fn quantity_formats() {
-        assert_eq!(format_quantity("cpu", 1.0), q("1"));
-        assert_eq!(format_quantity("cpu", 0.25), q("250m"));
-        assert_eq!(format_quantity("memory", 1073741824.0), q("1Gi"));
-        assert_eq!(format_quantity("memory", 1000.0), q("1000"));
-        assert_eq!(parse_quantity("1.5Gi").unwrap(), 1.5 * 1073741824.0);
+        assert_eq!(format_quantity("cpu", x("1")), q("1"));
+        assert_eq!(format_quantity("cpu", x("0.25")), q("250m"));
+        assert_eq!(format_quantity("cpu", x("0.0005")), q("1m"));
+        assert_eq!(format_quantity("memory", x("1073741824")), q("1Gi"));
+        assert_eq!(format_quantity("memory", x("1000")), q("1000"));
+        assert_eq!(
+            parse_quantity("1.5Gi").unwrap(),
+            Exact::from_units(1_610_612_736)
+        );
+    }
+
+    /// `100m`, `0.1`, `1Ki` and `1e3` are exact values: the same number however written, and
+    /// sums of many small ones do not drift (f64 made 0.1 × 3 = 0.30000000000000004).
+    #[test]
+    fn quantities_are_exact() {
+        assert_eq!(
+            parse_quantity("100m").unwrap(),
+            parse_quantity("0.1").unwrap()
+        );
+        assert_eq!(parse_quantity("1Ki").unwrap(), Exact::from_units(1024));
+        assert_eq!(parse_quantity("1e3").unwrap(), Exact::from_units(1000));
+        assert_eq!(evaluate("0.1+0.2", "cpu", x("0")).unwrap(), x("0.3"));
+        assert_eq!(evaluate("cpu*3", "cpu", x("0.1")).unwrap(), x("300m"));
+        // ten targets of 100m summed are exactly 1 cpu
+        let p = pod((0..10)
+            .map(|i| app(&format!("c{i}"), &[("cpu", "100m")], &[("cpu", "0.1")]))
+            .collect());
+        let mut pol = policy(TargetContainersMode::Sum, "cpu");
+        pol.resources_expr.requests.as_mut().unwrap().memory = None;
+        let mut c = Container::default();
+        apply_resources_policy(&mut c, &pol, &p, &HashSet::new()).unwrap();
+        let r = c.resources.unwrap();
+        assert_eq!(r.limits.unwrap()["cpu"], q("1"));
+        assert_eq!(r.requests.unwrap()["cpu"], q("1"));
+        // a result too large to compute is an error naming the expression, not a wrapped number
+        let err = evaluate("memory*memory", "memory", x("1Ei"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("memory*memory: quantity out of range"),
+            "{err}"
+        );
     }
 }
