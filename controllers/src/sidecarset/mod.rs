@@ -40,6 +40,10 @@ pub enum Error {
     /// The pod cache was dropped (the controller is shutting down).
     #[error("pod cache is gone")]
     CacheGone,
+    /// A reconcile took longer than its deadline (a cache that did not fill, a request that did
+    /// not answer); it is retried.
+    #[error("reconcile did not finish within {0} s; retrying")]
+    TimedOut(u64),
     /// A ControllerRevision name kept colliding with revisions of other content.
     #[error("too many ControllerRevision name collisions for sidecarset {0}")]
     Collisions(String),

@@ -48,6 +48,12 @@ const EXPECTATION_REQUEUE: Duration = Duration::from_secs(1);
 const UPGRADE_CONCURRENCY: usize = 16;
 /// Periodic resync when nothing is in flight.
 const RESYNC: Duration = Duration::from_secs(300);
+/// Longest one reconcile may take before it is abandoned and retried.
+const RECONCILE_DEADLINE: Duration = Duration::from_secs(60);
+/// Longest a reconcile waits for a cache's first list.
+const CACHE_WAIT: Duration = Duration::from_secs(2);
+/// Requeue delay while a cache has not finished its first list.
+const CACHE_NOT_READY_REQUEUE: Duration = Duration::from_secs(2);
 /// How long to wait for the cache to show a pod write before giving up on it.
 const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -385,7 +391,14 @@ async fn guarded_reconcile(ss: Arc<SidecarSet>, ctx: Arc<Context>) -> Result<Act
 
 async fn reconcile(ss: Arc<SidecarSet>, ctx: Arc<Context>) -> Result<Action> {
     let start = Instant::now();
-    let res = reconcile_inner(ss, ctx.clone()).await;
+    // a wait that never ends (a cache whose first list never completes, a request on a connection
+    // that died silently) becomes a retry instead of a SidecarSet that never moves again: seen
+    // after 100 forced disconnects, when one SidecarSet was never reconciled for 5 minutes
+    let res = match tokio::time::timeout(RECONCILE_DEADLINE, reconcile_inner(ss, ctx.clone())).await
+    {
+        Ok(res) => res,
+        Err(_) => Err(Error::TimedOut(RECONCILE_DEADLINE.as_secs())),
+    };
     if let Some(m) = &ctx.metrics {
         let result = if res.is_ok() { "success" } else { "error" };
         m.reconciled(CONTROLLER_NAME, result, start.elapsed().as_secs_f64());
@@ -394,14 +407,20 @@ async fn reconcile(ss: Arc<SidecarSet>, ctx: Arc<Context>) -> Result<Action> {
 }
 
 async fn reconcile_inner(ss: Arc<SidecarSet>, ctx: Arc<Context>) -> Result<Action> {
-    ctx.pods
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheGone)?;
-    ctx.revisions
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheGone)?;
+    // bounded: a cache not listed yet is a short requeue, not a wait with no end
+    for ready in [
+        tokio::time::timeout(CACHE_WAIT, ctx.pods.wait_until_ready()).await,
+        tokio::time::timeout(CACHE_WAIT, ctx.revisions.wait_until_ready()).await,
+    ] {
+        match ready {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(Error::CacheGone),
+            Err(_) => {
+                tracing::debug!(sidecarset = %ss.name_any(), "caches not listed yet; requeueing");
+                return Ok(Action::requeue(CACHE_NOT_READY_REQUEUE));
+            }
+        }
+    }
     if ss.metadata.deletion_timestamp.is_some() {
         // No finalizer, no cleanup: injected sidecars stay in their pods.
         return Ok(Action::await_change());
