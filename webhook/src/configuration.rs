@@ -114,14 +114,15 @@ pub fn selector_cel(sel: &LabelSelector) -> Result<Option<String>, String> {
     Ok((!terms.is_empty()).then(|| terms.join(" && ")))
 }
 
-/// The union of the pod selectors of the SidecarSets that inject (paused ones do not). A SidecarSet
-/// with the v1alpha1 `namespace` field only matches pods of that namespace.
+/// [`pod_match_with`] without pending routes (the tests' shorthand).
+#[cfg(test)]
 pub fn pod_match(sidecarsets: &[SidecarSet]) -> PodMatch {
     pod_match_with(sidecarsets, &[], 0)
 }
 
-/// [`pod_match`] of the SidecarSets plus the unexpired pending routes of admitted SidecarSets the
-/// caches may not show yet (see [`crate::sidecarset::routing`]), with the routing token of the
+/// The union of the pod selectors of the SidecarSets that inject (paused ones do not; a SidecarSet
+/// with the v1alpha1 `namespace` field only matches pods of that namespace), plus the unexpired
+/// pending routes of admitted SidecarSets the caches may not show yet (see [`crate::sidecarset::routing`]), with the routing token of the
 /// whole. The probe of the SidecarSet admission is always routed.
 pub fn pod_match_with(sidecarsets: &[SidecarSet], pending: &[PendingRoute], now: i64) -> PodMatch {
     let routes = match routing::routes(sidecarsets, pending, now) {
