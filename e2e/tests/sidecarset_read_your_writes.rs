@@ -29,9 +29,15 @@ fn kwok_node(env: &Env) -> Result<String> {
 
 /// `kubectl apply -f FILE` of `docs` (JSON objects, one YAML stream), once.
 fn kubectl_apply(env: &Env, docs: &[serde_json::Value]) -> Result<()> {
+    // one file per apply: the tests of this file run in parallel in one process, and a shared
+    // path let one test apply the other's objects
     let dir = std::env::temp_dir().join(format!("kruise-rs-ryw-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let file = dir.join("apply.yaml");
+    let first = docs
+        .first()
+        .and_then(|d| d["metadata"]["name"].as_str())
+        .context("the first object has no name")?;
+    let file = dir.join(format!("{first}.yaml"));
     let body: Vec<String> = docs.iter().map(|d| d.to_string()).collect();
     std::fs::write(&file, body.join("\n---\n"))?;
     let out = std::process::Command::new(env.get("E2E_KUBECTL")?)
